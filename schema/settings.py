@@ -1,0 +1,264 @@
+"""The one typed settings object.
+
+Built once in an entry point by :func:`load_settings` (YAML file, then ``CONDENSE_*`` environment
+variables on top) and passed down; nothing reads settings at import time.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from schema.errors import ConfigError
+
+CONFIG_ENV_VAR = "CONDENSE_CONFIG"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class DatabaseSettings(_Section):
+    url: str = Field(
+        default="sqlite:///var/condense.db",
+        description="SQLAlchemy URL. SQLite is the embedded default; use postgresql://... in production.",
+    )
+    pool_size: int = Field(default=10, ge=1, description="Connections per process (PostgreSQL).")
+    group_commit_window_ms: float = Field(
+        default=2.0,
+        ge=0,
+        le=100,
+        description="Submits arriving within this window share one INSERT transaction.",
+    )
+    group_commit_max_rows: int = Field(default=256, ge=1, description="Most submits in one transaction.")
+
+
+class KafkaSettings(_Section):
+    bootstrap_servers: str = Field(default="127.0.0.1:9092", description="Comma-separated host:port list.")
+    topic: str = Field(default="condense.jobs", description="Interactive long jobs.")
+    bulk_topic: str = Field(default="condense.jobs.bulk", description="Documents of uploaded batches.")
+    partitions: int = Field(default=4, ge=1, description="Partitions created for each topic.")
+    replication_factor: int = Field(default=1, ge=1)
+    consumer_group: str = Field(default="condense-workers")
+    compression_type: Literal["lz4", "gzip", "none"] = "lz4"
+    session_timeout_ms: int = Field(default=10_000, ge=1_000)
+    heartbeat_interval_ms: int = Field(default=1_000, ge=100)
+    request_timeout_ms: int = Field(default=15_000, ge=1_000)
+
+
+class CelerySettings(_Section):
+    broker_url: str = Field(
+        default="sqla+sqlite:///var/celery-broker.db",
+        description="Carries follow-up tasks only (notifications, sweeps). Redis or RabbitMQ in production.",
+    )
+
+
+class MicroBatchSettings(_Section):
+    max_batch: int = Field(default=16, ge=1, description="Most requests in one inference batch.")
+    max_batch_tokens: int = Field(default=8_192, ge=1)
+    max_wait_ms: float = Field(default=5.0, ge=0, description="Longest a request waits for company.")
+    max_queue: int = Field(default=256, ge=1, description="Requests waiting beyond this get 503.")
+
+
+class GatewaySettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    sync_threshold_tokens: int = Field(
+        default=512, ge=1, description="mode=auto answers texts up to this many tokens at once."
+    )
+    sync_max_tokens: int = Field(default=2_048, ge=1, description="mode=sync refuses longer texts (413).")
+    max_text_bytes: int = Field(default=2_000_000, ge=1, description="Larger texts get 413.")
+    request_timeout_s: float = Field(default=30.0, gt=0, description="Default deadline of a sync request.")
+    max_request_timeout_s: float = Field(default=120.0, gt=0, description="Cap on a per-request override.")
+    micro_batch: MicroBatchSettings = Field(default_factory=MicroBatchSettings)
+
+
+class SummarizerSettings(_Section):
+    model: str = Field(
+        default="minilm",
+        description="'minilm' (the bundled extractive default) or a local directory with a seq2seq model.",
+    )
+    backend: Literal[
+        "auto", "onnx-int8", "onnx-fp32", "torch-fp32", "torch-int8", "torch-fp16", "torch-bf16"
+    ] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    cache_dir: str = Field(default="var/models", description="Exported/quantized models, keyed by hash.")
+    max_batch_tokens: int = Field(default=16_384, ge=64, description="Token budget of one inference batch.")
+    chunk_overlap_tokens: int = Field(default=64, ge=0)
+    default_max_words: int = Field(default=100, ge=1)
+    num_threads: int = Field(default=0, ge=0, description="Inference threads; 0 lets the runtime decide.")
+
+
+class RetryStrategySettings(_Section):
+    max_attempts: int = Field(default=3, ge=1)
+    base_delay_s: float = Field(default=1.0, ge=0)
+    max_delay_s: float = Field(default=60.0, ge=0)
+
+
+class WorkerSettings(_Section):
+    max_batch: int = Field(default=32, ge=1, description="Most jobs pulled from Kafka at once.")
+    max_wait_ms: int = Field(default=200, ge=0, description="Longest the consumer waits to fill a batch.")
+    retry: RetryStrategySettings = Field(default_factory=RetryStrategySettings)
+    requeue_after_s: float = Field(
+        default=120.0, gt=0, description="Queued jobs older than this are published again by the sweeper."
+    )
+    running_timeout_s: float = Field(
+        default=900.0, gt=0, description="A running job untouched this long is handed back to the queue."
+    )
+    metrics_port: int = Field(default=9101, ge=0, le=65535)
+
+
+class SmtpSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=25, ge=0, le=65535)
+    username: str | None = None
+    password: SecretStr | None = None
+    use_tls: bool = False
+    start_tls: bool = False
+    timeout_s: float = Field(default=15.0, gt=0)
+    from_address: str = "condense@localhost"
+
+
+class NotifierSettings(_Section):
+    webhook_timeout_s: float = Field(default=15.0, gt=0)
+    retry_schedule_s: list[float] = Field(
+        default=[5, 300, 1_800, 7_200, 18_000, 36_000, 50_400, 72_000, 86_400],
+        description="Wait before each retry; the Standard Webhooks schedule by default.",
+    )
+    allow_loopback: bool = Field(default=False, description="Let webhooks target loopback (tests, dev).")
+    allow_private: bool = Field(default=False, description="Let webhooks target private networks.")
+    http_allowlist: list[str] = Field(default_factory=list, description="Hosts that may use plain http.")
+    max_inline_summary_bytes: int = Field(default=65_536, ge=0)
+    public_base_url: str = Field(default="http://127.0.0.1:8000", description="Base of links in payloads.")
+    sweep_interval_s: float = Field(default=5.0, gt=0)
+    smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+    metrics_port: int = Field(default=9102, ge=0, le=65535)
+
+
+class BatchUploadSettings(_Section):
+    max_files: int = Field(default=10_000, ge=1)
+    max_file_bytes: int = Field(default=10_000_000, ge=1)
+    max_total_bytes: int = Field(default=200_000_000, ge=1)
+
+
+class LoggingSettings(_Section):
+    format: Literal["text", "json"] = "text"
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CONDENSE_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    celery: CelerySettings = Field(default_factory=CelerySettings)
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+    summarizer: SummarizerSettings = Field(default_factory=SummarizerSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    notifier: NotifierSettings = Field(default_factory=NotifierSettings)
+    batches: BatchUploadSettings = Field(default_factory=BatchUploadSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    data_dir: str = Field(default="var", description="Where the embedded stack keeps its files.")
+
+    @field_validator("data_dir")
+    @classmethod
+    def _not_empty(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The YAML file arrives as init kwargs; environment variables must win over it.
+        return (env_settings, init_settings)
+
+    def masked(self) -> dict[str, Any]:
+        """The effective settings as plain data, secrets replaced by asterisks."""
+        data = self.model_dump(mode="json")
+        data["database"]["url"] = _mask_url_password(self.database.url)
+        data["celery"]["broker_url"] = _mask_url_password(self.celery.broker_url)
+        return data
+
+
+def _mask_url_password(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    credentials, _, host = rest.rpartition("@")
+    user, colon, _password = credentials.partition(":")
+    return f"{scheme}://{user}{':***' if colon else ''}@{host}"
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"config file {path} is not valid YAML{where}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of sections, not {type(data).__name__}")
+    return data
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Build the settings from ``path`` (or ``$CONDENSE_CONFIG``) and ``CONDENSE_*`` variables.
+
+    Raises :class:`ConfigError` with one line naming the offending key.
+    """
+    env = os.environ if environ is None else environ
+    if path is None and env.get(CONFIG_ENV_VAR):
+        path = env[CONFIG_ENV_VAR]
+    file_data = _read_yaml(Path(path)) if path is not None else {}
+    try:
+        if environ is None:
+            return Settings(**file_data)
+        # An explicit environment (tests) replaces os.environ for the duration of the build.
+        saved = dict(os.environ)
+        try:
+            for key in [k for k in os.environ if k.startswith("CONDENSE_")]:
+                del os.environ[key]
+            os.environ.update({k: v for k, v in environ.items() if k.startswith("CONDENSE_")})
+            return Settings(**file_data)
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+    except ValidationError as exc:
+        raise ConfigError(_one_line(exc, path)) from exc
+
+
+def _one_line(exc: ValidationError, path: str | os.PathLike[str] | None) -> str:
+    first = exc.errors()[0]
+    key = ".".join(str(part) for part in first["loc"]) or "<root>"
+    message = first["msg"]
+    if first["type"] == "extra_forbidden":
+        message = "unknown key"
+    source = f" in {path}" if path is not None else ""
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"invalid setting {key}{source}: {message}{more}"
