@@ -5,6 +5,112 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from condense.logs import configure_logging
+from schema.settings import Settings
+
+
+def _gateway(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from gateway.app import create_app
+
+    if args.port is not None:
+        settings.gateway.port = args.port
+    if args.host is not None:
+        settings.gateway.host = args.host
+    configure_logging(settings.logging, "gateway")
+    uvicorn.run(
+        create_app(settings),
+        host=settings.gateway.host,
+        port=settings.gateway.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
+def _relay(settings: Settings, _args: argparse.Namespace) -> int:
+    from gateway.relay import run
+
+    configure_logging(settings.logging, "relay")
+    return run(settings)
+
+
+def _worker(settings: Settings, _args: argparse.Namespace) -> int:
+    from workers.app import run
+
+    configure_logging(settings.logging, "worker")
+    return run(settings)
+
+
+def _notifier(settings: Settings, _args: argparse.Namespace) -> int:
+    from notifier.app import run
+
+    configure_logging(settings.logging, "notifier")
+    return run(settings)
+
+
+def _keys_create(settings: Settings, args: argparse.Namespace) -> int:
+    from gateway.auth import create_key
+    from schema.db import make_engine
+
+    created = create_key(make_engine(settings.database), args.tenant, args.name)
+    print(f"key id:  {created.id}")
+    print(f"tenant:  {created.tenant}")
+    print(f"api key: {created.key}")
+    print("Store the key now: only its hash is kept.")
+    return 0
+
+
+def _keys_list(settings: Settings, _args: argparse.Namespace) -> int:
+    from gateway.auth import list_keys
+    from schema.db import make_engine
+
+    for key in list_keys(make_engine(settings.database)):
+        state = f"revoked {key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "active"
+        print(f"{key.id}  {key.tenant:<20} {key.prefix}…  {state}  {key.name or ''}".rstrip())
+    return 0
+
+
+def _keys_revoke(settings: Settings, args: argparse.Namespace) -> int:
+    from gateway.auth import revoke_key
+    from gateway.errors import NotFound
+    from schema.db import make_engine
+
+    try:
+        revoke_key(make_engine(settings.database), args.key_id)
+    except NotFound as exc:
+        print(f"condense: {exc}")
+        return 1
+    print(f"revoked {args.key_id}")
+    return 0
+
 
 def register(commands: argparse._SubParsersAction[Any]) -> None:
     """Add the component commands to the ``condense`` parser."""
+    gateway = commands.add_parser("gateway", help="serve the HTTP API")
+    gateway.add_argument("--host", default=None)
+    gateway.add_argument("--port", type=int, default=None)
+    gateway.set_defaults(handler=_gateway)
+    commands.add_parser("relay", help="publish the outbox to Kafka and sweep stale jobs").set_defaults(
+        handler=_relay
+    )
+    commands.add_parser("worker", help="run a summarization worker (Kafka batch consumer)").set_defaults(
+        handler=_worker
+    )
+    commands.add_parser("notifier", help="deliver webhooks and email").set_defaults(handler=_notifier)
+
+    keys = commands.add_parser("keys", help="manage API keys").add_subparsers(dest="sub", required=True)
+    create = keys.add_parser("create", help="create a key for a tenant and print it once")
+    create.add_argument("--tenant", required=True)
+    create.add_argument("--name", default=None)
+    create.set_defaults(handler=_keys_create)
+    keys.add_parser("list", help="list keys (never the keys themselves)").set_defaults(handler=_keys_list)
+    revoke = keys.add_parser("revoke", help="revoke a key by id")
+    revoke.add_argument("key_id")
+    revoke.set_defaults(handler=_keys_revoke)
+
+    from summarizer.cli import add_arguments
+
+    add_arguments(commands)

@@ -44,12 +44,18 @@ class KafkaSettings(_Section):
     topic: str = Field(default="condense.jobs", description="Interactive long jobs.")
     bulk_topic: str = Field(default="condense.jobs.bulk", description="Documents of uploaded batches.")
     partitions: int = Field(default=4, ge=1, description="Partitions created for each topic.")
-    replication_factor: int = Field(default=1, ge=1)
-    consumer_group: str = Field(default="condense-workers")
-    compression_type: Literal["lz4", "gzip", "none"] = "lz4"
-    session_timeout_ms: int = Field(default=10_000, ge=1_000)
-    heartbeat_interval_ms: int = Field(default=1_000, ge=100)
-    request_timeout_ms: int = Field(default=15_000, ge=1_000)
+    replication_factor: int = Field(
+        default=1, ge=1, description="Replicas of each topic (3 on a real cluster)."
+    )
+    consumer_group: str = Field(default="condense-workers", description="Consumer group every worker joins.")
+    compression_type: Literal["lz4", "gzip", "none"] = Field(
+        default="lz4", description="Producer compression."
+    )
+    session_timeout_ms: int = Field(
+        default=10_000, ge=1_000, description="A worker silent this long leaves the group; its jobs move on."
+    )
+    heartbeat_interval_ms: int = Field(default=1_000, ge=100, description="Consumer heartbeat period.")
+    request_timeout_ms: int = Field(default=15_000, ge=1_000, description="Broker request timeout.")
 
 
 class CelerySettings(_Section):
@@ -67,8 +73,8 @@ class MicroBatchSettings(_Section):
 
 
 class GatewaySettings(_Section):
-    host: str = "127.0.0.1"
-    port: int = Field(default=8000, ge=0, le=65535)
+    host: str = Field(default="127.0.0.1", description="Bind address; off loopback an API key must exist.")
+    port: int = Field(default=8000, ge=0, le=65535, description="HTTP port.")
     sync_threshold_tokens: int = Field(
         default=512, ge=1, description="mode=auto answers texts up to this many tokens at once."
     )
@@ -96,9 +102,9 @@ class SummarizerSettings(_Section):
 
 
 class RetryStrategySettings(_Section):
-    max_attempts: int = Field(default=3, ge=1)
-    base_delay_s: float = Field(default=1.0, ge=0)
-    max_delay_s: float = Field(default=60.0, ge=0)
+    max_attempts: int = Field(default=3, ge=1, description="Claims of one job before it is failed for good.")
+    base_delay_s: float = Field(default=1.0, ge=0, description="First backoff; doubles per attempt.")
+    max_delay_s: float = Field(default=60.0, ge=0, description="Cap on one backoff.")
 
 
 class WorkerSettings(_Section):
@@ -111,7 +117,9 @@ class WorkerSettings(_Section):
     running_timeout_s: float = Field(
         default=900.0, gt=0, description="A running job untouched this long is handed back to the queue."
     )
-    metrics_port: int = Field(default=9101, ge=0, le=65535)
+    metrics_port: int = Field(
+        default=9101, ge=0, le=65535, description="Port of /metrics, /healthz, /readyz."
+    )
 
 
 class SmtpSettings(_Section):
@@ -142,14 +150,14 @@ class NotifierSettings(_Section):
 
 
 class BatchUploadSettings(_Section):
-    max_files: int = Field(default=10_000, ge=1)
-    max_file_bytes: int = Field(default=10_000_000, ge=1)
-    max_total_bytes: int = Field(default=200_000_000, ge=1)
+    max_files: int = Field(default=10_000, ge=1, description="Documents in one batch upload.")
+    max_file_bytes: int = Field(default=10_000_000, ge=1, description="Bytes of one document.")
+    max_total_bytes: int = Field(default=200_000_000, ge=1, description="Bytes of one upload, unpacked.")
 
 
 class LoggingSettings(_Section):
-    format: Literal["text", "json"] = "text"
-    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["text", "json"] = Field(default="text", description="json: one object per line.")
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
 
 
 class Settings(BaseSettings):
@@ -262,3 +270,32 @@ def _one_line(exc: ValidationError, path: str | os.PathLike[str] | None) -> str:
     source = f" in {path}" if path is not None else ""
     more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
     return f"invalid setting {key}{source}: {message}{more}"
+
+
+def example_yaml() -> str:
+    """Every option with its default and description, as the shipped ``condense.example.yaml``."""
+    lines = [
+        "# condense settings. Every key is optional; the values shown are the defaults.",
+        "# Environment variables CONDENSE_<SECTION>__<KEY> override this file,",
+        "# e.g. CONDENSE_DATABASE__URL or CONDENSE_GATEWAY__MICRO_BATCH__MAX_WAIT_MS.",
+        "",
+    ]
+    _render_model(Settings, Settings().model_dump(mode="json"), lines, indent=0)
+    return "\n".join(lines) + "\n"
+
+
+def _render_model(model: type[BaseModel], values: dict[str, Any], lines: list[str], indent: int) -> None:
+    pad = "  " * indent
+    for name, info in model.model_fields.items():
+        annotation = info.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            lines.append(f"{pad}{name}:")
+            _render_model(annotation, values[name], lines, indent + 1)
+            if indent == 0:
+                lines.append("")
+            continue
+        if info.description:
+            lines.append(f"{pad}# {info.description}")
+        rendered = yaml.safe_dump({name: values[name]}, default_flow_style=True, width=1_000).strip()
+        rendered = rendered.removeprefix("{").removesuffix("}")
+        lines.append(f"{pad}{rendered}")

@@ -1,0 +1,141 @@
+"""API keys: created and listed by the CLI, checked on every /v1 request.
+
+Only a SHA-256 of each key is stored. Keys are long random strings, so a plain hash (not a slow
+password hash) is enough and keeps the per-request check cheap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.errors import NotFound, Unauthorized
+from schema.models import ApiKey, new_id, utcnow
+
+KEY_PREFIX = "cnd_"
+OPEN_TENANT = "default"
+_CACHE_TTL_S = 2.0
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class CreatedKey:
+    id: str
+    tenant: str
+    key: str
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    id: str
+    tenant: str
+    prefix: str
+    name: str | None
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+def create_key(engine: Engine, tenant: str, name: str | None = None) -> CreatedKey:
+    if not tenant.strip():
+        raise ValueError("tenant must not be empty")
+    key = KEY_PREFIX + secrets.token_urlsafe(32)
+    key_id = new_id()
+    with engine.begin() as conn:
+        conn.execute(
+            insert(ApiKey).values(
+                id=key_id, tenant=tenant, prefix=key[:12], key_hash=hash_key(key), name=name
+            )
+        )
+    return CreatedKey(id=key_id, tenant=tenant, key=key)
+
+
+def list_keys(engine: Engine) -> list[KeyInfo]:
+    with engine.connect() as conn:
+        rows = conn.execute(select(ApiKey).order_by(ApiKey.created_at)).mappings().all()
+    return [
+        KeyInfo(
+            id=r["id"],
+            tenant=r["tenant"],
+            prefix=r["prefix"],
+            name=r["name"],
+            created_at=r["created_at"],
+            revoked_at=r["revoked_at"],
+        )
+        for r in rows
+    ]
+
+
+def revoke_key(engine: Engine, key_id: str) -> None:
+    with engine.begin() as conn:
+        result = conn.execute(
+            update(ApiKey).where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None)).values(revoked_at=utcnow())
+        )
+    if result.rowcount == 0:
+        raise NotFound(f"no active key with id {key_id}")
+
+
+def is_loopback_host(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class Authenticator:
+    """Maps a bearer key to its tenant, with a short cache so most requests skip the database."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._tenants: dict[str, tuple[str | None, float]] = {}
+        self._any_key: tuple[bool, float] = (False, 0.0)
+
+    async def any_active_key(self) -> bool:
+        value, expires = self._any_key
+        if time.monotonic() < expires:
+            return value
+        async with self._engine.connect() as conn:
+            count = (
+                await conn.execute(
+                    select(func.count()).select_from(ApiKey).where(ApiKey.revoked_at.is_(None))
+                )
+            ).scalar_one()
+        self._any_key = (count > 0, time.monotonic() + _CACHE_TTL_S)
+        return count > 0
+
+    async def tenant_for(self, authorization: str | None) -> str:
+        if not await self.any_active_key():
+            return OPEN_TENANT
+        if not authorization:
+            raise Unauthorized("missing Authorization: Bearer <key> header")
+        scheme, _, key = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not key.strip():
+            raise Unauthorized("expected Authorization: Bearer <key>")
+        digest = hash_key(key.strip())
+        cached = self._tenants.get(digest)
+        if cached is not None and time.monotonic() < cached[1]:
+            tenant = cached[0]
+        else:
+            async with self._engine.connect() as conn:
+                tenant = (
+                    await conn.execute(
+                        select(ApiKey.tenant).where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None))
+                    )
+                ).scalar_one_or_none()
+            if len(self._tenants) > 10_000:
+                self._tenants.clear()
+            self._tenants[digest] = (tenant, time.monotonic() + _CACHE_TTL_S)
+        if tenant is None:
+            raise Unauthorized("invalid or revoked API key")
+        return tenant

@@ -1,0 +1,25 @@
+"""Request dependencies, as ``Annotated`` aliases the routes declare."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+
+from gateway.app import GatewayState
+
+
+def get_state(request: Request) -> GatewayState:
+    state: GatewayState = request.app.state.gateway
+    return state
+
+
+StateDep = Annotated[GatewayState, Depends(get_state)]
+
+
+async def get_tenant(request: Request, authorization: Annotated[str | None, Header()] = None) -> str:
+    state = get_state(request)
+    return await state.auth.tenant_for(authorization)
+
+
+TenantDep = Annotated[str, Depends(get_tenant)]

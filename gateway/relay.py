@@ -1,0 +1,206 @@
+"""The outbox relay: publishes committed job ids to Kafka, and republishes jobs Kafka lost.
+
+It runs as its own process so that kafka-python's network thread never competes with request
+handling for the GIL. A job id is deleted from the outbox only after the broker acknowledged it
+(``acks=all``); a crash in between publishes it twice, which workers tolerate (they skip jobs that
+are already final). The sweeper covers what the outbox cannot: a broker that lost its data (the
+embedded in-memory broker after a restart) or a job stuck on a worker that vanished.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import timedelta
+
+from kafka import KafkaAdminClient, KafkaProducer
+from kafka.admin import NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+from sqlalchemy import Engine, delete, insert, select, update
+
+from schema.db import is_sqlite, make_engine
+from schema.models import JobStatus, Lane, OutboxEntry, SummaryJob, utcnow
+from schema.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_JOBS = SummaryJob.__table__
+_OUTBOX = OutboxEntry.__table__
+_IDLE_SLEEP_MAX_S = 0.1
+
+
+def ensure_topics(settings: Settings) -> None:
+    kafka = settings.kafka
+    admin = KafkaAdminClient(
+        bootstrap_servers=kafka.bootstrap_servers, request_timeout_ms=kafka.request_timeout_ms
+    )
+    try:
+        existing = set(admin.list_topics())
+        wanted = [
+            NewTopic(name, kafka.partitions, kafka.replication_factor)
+            for name in (kafka.topic, kafka.bulk_topic)
+            if name not in existing
+        ]
+        if wanted:
+            try:
+                admin.create_topics(wanted)
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        admin.close()
+
+
+class OutboxRelay:
+    def __init__(self, settings: Settings, engine: Engine | None = None, *, batch_size: int = 500) -> None:
+        self.settings = settings
+        self.engine = engine or make_engine(settings.database)
+        self.batch_size = batch_size
+        self._producer: KafkaProducer | None = None
+        self._last_sweep = 0.0
+        self.published = 0
+        self.republished = 0
+
+    def _connect(self) -> KafkaProducer:
+        if self._producer is None:
+            kafka = self.settings.kafka
+            ensure_topics(self.settings)
+            self._producer = KafkaProducer(
+                bootstrap_servers=kafka.bootstrap_servers,
+                acks="all",
+                compression_type=None if kafka.compression_type == "none" else kafka.compression_type,
+                linger_ms=5,
+                retries=5,
+                request_timeout_ms=kafka.request_timeout_ms,
+                max_block_ms=kafka.request_timeout_ms,
+            )
+        return self._producer
+
+    def _drop_producer(self) -> None:
+        if self._producer is not None:
+            try:
+                self._producer.close(timeout=1)
+            except Exception:  # noqa: S110 - a broken producer is replaced either way
+                pass
+            self._producer = None
+
+    def publish_once(self) -> int:
+        """Publish up to ``batch_size`` outbox entries; returns how many were published."""
+        query = (
+            select(_OUTBOX.c.id, _OUTBOX.c.job_id, _OUTBOX.c.topic)
+            .order_by(_OUTBOX.c.id)
+            .limit(self.batch_size)
+        )
+        if not is_sqlite(self.settings.database.url):
+            # Several relays may run; each takes rows the others have not locked.
+            query = query.with_for_update(skip_locked=True)
+        with self.engine.begin() as conn:
+            rows = conn.execute(query).all()
+            if not rows:
+                return 0
+            producer = self._connect()
+            futures = [
+                producer.send(row.topic, key=row.job_id.encode(), value=row.job_id.encode()) for row in rows
+            ]
+            producer.flush(timeout=self.settings.kafka.request_timeout_ms / 1000)
+            sent = []
+            for row, future in zip(rows, futures, strict=True):
+                try:
+                    future.get(timeout=0)
+                except Exception as exc:
+                    log.warning("publishing job %s failed: %s", row.job_id, exc)
+                    continue
+                sent.append(row.id)
+            if sent:
+                conn.execute(delete(_OUTBOX).where(_OUTBOX.c.id.in_(sent)))
+        self.published += len(sent)
+        if len(sent) < len(rows):
+            raise KafkaError(f"{len(rows) - len(sent)} of {len(rows)} job ids were not acknowledged")
+        return len(sent)
+
+    def sweep(self) -> int:
+        """Republish jobs that sat queued too long and hand back jobs abandoned while running."""
+        worker = self.settings.worker
+        now = utcnow()
+        stale_queued = now - timedelta(seconds=worker.requeue_after_s)
+        stale_running = now - timedelta(seconds=worker.running_timeout_s)
+        kafka = self.settings.kafka
+        with self.engine.begin() as conn:
+            pending = select(_OUTBOX.c.job_id)
+            queued = conn.execute(
+                select(_JOBS.c.id, _JOBS.c.lane)
+                .where(
+                    _JOBS.c.status == JobStatus.QUEUED.value,
+                    _JOBS.c.route == "async",
+                    _JOBS.c.updated_at < stale_queued,
+                    _JOBS.c.id.not_in(pending),
+                )
+                .limit(5_000)
+            ).all()
+            abandoned = conn.execute(
+                update(_JOBS)
+                .where(_JOBS.c.status == JobStatus.RUNNING.value, _JOBS.c.updated_at < stale_running)
+                .values(status=JobStatus.QUEUED.value, updated_at=now)
+                .returning(_JOBS.c.id, _JOBS.c.lane)
+            ).all()
+            rows = list(queued) + list(abandoned)
+            if not rows:
+                return 0
+            ids = [row.id for row in queued]
+            if ids:
+                conn.execute(update(_JOBS).where(_JOBS.c.id.in_(ids)).values(updated_at=now))
+            conn.execute(
+                insert(_OUTBOX),
+                [
+                    {
+                        "job_id": row.id,
+                        "topic": kafka.bulk_topic if row.lane == Lane.BULK.value else kafka.topic,
+                        "created_at": now,
+                    }
+                    for row in rows
+                ],
+            )
+        log.info("sweeper requeued %d stale and %d abandoned jobs", len(queued), len(abandoned))
+        self.republished += len(rows)
+        return len(rows)
+
+    def run(self, stop: threading.Event, *, sweep_interval_s: float = 5.0) -> None:
+        idle_sleep = 0.005
+        backoff = 0.5
+        while not stop.is_set():
+            try:
+                if time.monotonic() - self._last_sweep >= sweep_interval_s:
+                    self._last_sweep = time.monotonic()
+                    self.sweep()
+                count = self.publish_once()
+                backoff = 0.5
+            except Exception as exc:
+                # The broker or the database is away: keep the outbox, try again later.
+                log.warning("relay: %s; retrying in %.1fs", exc, backoff)
+                self._drop_producer()
+                stop.wait(backoff)
+                backoff = min(backoff * 2, 10.0)
+                continue
+            if count == 0:
+                stop.wait(idle_sleep)
+                idle_sleep = min(idle_sleep * 2, _IDLE_SLEEP_MAX_S)
+            else:
+                idle_sleep = 0.005
+        self._drop_producer()
+
+
+def run(settings: Settings) -> int:
+    import signal
+
+    stop = threading.Event()
+
+    def _stop(_signum: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    relay = OutboxRelay(settings)
+    log.info("relay publishing to %s", settings.kafka.bootstrap_servers)
+    relay.run(stop)
+    relay.engine.dispose()
+    return 0

@@ -1,0 +1,416 @@
+"""The /v1 API: submit, poll, list and cancel summary jobs; inspect and replay deliveries."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import json
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Response
+from fastapi.responses import JSONResponse
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from gateway.app import GatewayState
+from gateway.deps import StateDep, TenantDep
+from gateway.errors import Conflict, GatewayRetryableError, InvalidRequest, NotFound, PayloadTooLarge
+from schema.api import SummaryJobCreate, SummaryJobList, SummaryJobPublic, job_to_public
+from schema.events import EVENT_FOR_STATUS, record_job_event
+from schema.jobs import finish_job
+from schema.models import (
+    DeliveryAttempt,
+    JobStatus,
+    Lane,
+    NotificationDelivery,
+    OutboxEntry,
+    Route,
+    SummaryJob,
+    new_id,
+    utcnow,
+)
+from schema.urlsafety import check_webhook_url
+
+router = APIRouter(prefix="/v1", tags=["summaries"])
+
+_JOBS = SummaryJob.__table__
+_OUTBOX = OutboxEntry.__table__
+_MAX_PAGE = 100
+# Above this many characters a text is long whatever the tokenizer says: counting would only
+# cost time on the event loop.
+_CHARS_PER_TOKEN_CEILING = 20
+
+
+def _request_hash(body: SummaryJobCreate) -> str:
+    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _encode_cursor(job_id: str) -> str:
+    return base64.urlsafe_b64encode(job_id.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError) as exc:
+        raise InvalidRequest("cursor: not a cursor returned by this API") from exc
+
+
+def _choose_route(state: GatewayState, body: SummaryJobCreate) -> tuple[Route, int]:
+    """Pick sync or async by token count; returns the route and the tokens counted (0 if skipped)."""
+    gateway = state.settings.gateway
+    if body.mode == "async":
+        return Route.ASYNC, 0
+    text = body.text
+    limit = gateway.sync_max_tokens if body.mode == "sync" else gateway.sync_threshold_tokens
+    if len(text) > limit * _CHARS_PER_TOKEN_CEILING:
+        tokens = 0
+        too_long = True
+    else:
+        if state.summarizer is None:
+            if body.mode == "sync":
+                raise GatewayRetryableError("the model is still loading; retry shortly or use mode async")
+            return Route.ASYNC, 0
+        tokens = state.summarizer.count_tokens(text)
+        too_long = tokens > limit
+    if body.mode == "sync":
+        if too_long:
+            raise PayloadTooLarge(
+                f"text is longer than the sync limit of {gateway.sync_max_tokens} tokens; "
+                'submit it with "mode": "async" (or "auto") and poll the job'
+            )
+        return Route.SYNC, tokens
+    if too_long or not state.model_ready:
+        return Route.ASYNC, tokens
+    return Route.SYNC, tokens
+
+
+def _job_values(
+    state: GatewayState,
+    tenant: str,
+    body: SummaryJobCreate,
+    params: dict[str, Any],
+    *,
+    route: Route,
+    tokens: int,
+    idempotency_key: str | None,
+    request_hash: str,
+) -> dict[str, Any]:
+    now = utcnow()
+    return {
+        "id": new_id(),
+        "tenant": tenant,
+        "status": JobStatus.QUEUED.value,
+        "route": route.value,
+        "lane": Lane.INTERACTIVE.value,
+        "input_text": body.text,
+        "input_tokens": tokens,
+        "params": params,
+        "summary": None,
+        "error_code": None,
+        "error_message": None,
+        "attempts": 0,
+        "progress_done": 0,
+        "progress_total": 0,
+        "model": None,
+        "timings": None,
+        "metadata": body.metadata,
+        "idempotency_key": idempotency_key,
+        "request_hash": request_hash,
+        "webhook_url": body.webhook.url if body.webhook else None,
+        "webhook_secret": body.webhook.secret if body.webhook else None,
+        "email": str(body.email) if body.email else None,
+        "batch_id": None,
+        "custom_id": None,
+        "cancel_requested": False,
+        "created_at": now,
+        "updated_at": now,
+        "started_at": None,
+        "finished_at": None,
+    }
+
+
+async def _find_by_idempotency_key(state: GatewayState, tenant: str, key: str) -> dict[str, Any] | None:
+    async with state.engine.connect() as conn:
+        row = (
+            (
+                await conn.execute(
+                    select(_JOBS).where(_JOBS.c.tenant == tenant, _JOBS.c.idempotency_key == key)
+                )
+            )
+            .mappings()
+            .one_or_none()
+        )
+    return dict(row) if row is not None else None
+
+
+def _replay(existing: dict[str, Any], request_hash: str) -> JSONResponse:
+    if existing["request_hash"] != request_hash:
+        raise Conflict(
+            "this Idempotency-Key was already used with a different request body",
+            code="idempotency_conflict",
+        )
+    return _job_response(existing)
+
+
+def _job_response(row: dict[str, Any]) -> JSONResponse:
+    public = job_to_public(row)
+    if public.route == "sync" and public.status == JobStatus.SUCCEEDED:
+        return JSONResponse(public.model_dump(mode="json"), status_code=200)
+    return JSONResponse(
+        public.model_dump(mode="json"), status_code=202, headers={"Location": f"/v1/summaries/{public.id}"}
+    )
+
+
+async def _store(state: GatewayState, job: dict[str, Any], *, outbox_topic: str | None) -> None:
+    needs_event = job["status"] != JobStatus.QUEUED.value and (job["webhook_url"] or job["email"])
+    if job["idempotency_key"] is None and not needs_event:
+        await state.committer.insert(job, outbox_topic=outbox_topic)
+        return
+    # Rare paths (idempotent or notifying submits) take their own transaction so that a
+    # uniqueness conflict or the event rows never touch the neighbours of a group commit.
+    async with state.engine.begin() as conn:
+        await conn.execute(insert(_JOBS), [job])
+        if outbox_topic:
+            await conn.execute(insert(_OUTBOX), [{"job_id": job["id"], "topic": outbox_topic}])
+        if needs_event:
+            await conn.run_sync(
+                lambda sync_conn: record_job_event(sync_conn, job, EVENT_FOR_STATUS[job["status"]])
+            )
+
+
+@router.post(
+    "/summaries",
+    status_code=202,
+    response_model=SummaryJobPublic,
+    responses={200: {"description": "answered at once (short text)"}, 202: {"description": "queued"}},
+)
+async def create_summary(
+    body: SummaryJobCreate,
+    state: StateDep,
+    tenant: TenantDep,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)] = None,
+) -> Response:
+    settings = state.settings
+    if len(body.text.encode()) > settings.gateway.max_text_bytes:
+        raise PayloadTooLarge(f"text is larger than the limit of {settings.gateway.max_text_bytes} bytes")
+    request_hash = _request_hash(body)
+    if idempotency_key is not None:
+        existing = await _find_by_idempotency_key(state, tenant, idempotency_key)
+        if existing is not None:
+            return _replay(existing, request_hash)
+    if state.summarizer is None:
+        raise GatewayRetryableError("the model is still loading; retry shortly")
+    params = state.summarizer.validate_params(body.params)
+    if body.webhook is not None:
+        notifier = settings.notifier
+        await asyncio.to_thread(
+            check_webhook_url,
+            body.webhook.url,
+            allow_loopback=notifier.allow_loopback,
+            allow_private=notifier.allow_private,
+            http_allowlist=notifier.http_allowlist,
+        )
+    route, tokens = _choose_route(state, body)
+    job = _job_values(
+        state,
+        tenant,
+        body,
+        params.model_dump(exclude_none=True),
+        route=route,
+        tokens=tokens,
+        idempotency_key=idempotency_key,
+        request_hash=request_hash,
+    )
+    if route is Route.SYNC:
+        assert state.batcher is not None  # noqa: S101 - guaranteed by _choose_route
+        gateway = settings.gateway
+        timeout_s = min(body.timeout_s or gateway.request_timeout_s, gateway.max_request_timeout_s)
+        started = utcnow()
+        began = time.perf_counter()
+        result = await state.batcher.submit((body.text, params), timeout_s=timeout_s)
+        job.update(
+            status=JobStatus.SUCCEEDED.value,
+            summary=result.summary,
+            model=result.model.as_dict(),
+            timings={**result.timings, "request_s": time.perf_counter() - began},
+            input_tokens=result.input_tokens or tokens,
+            progress_done=result.chunks,
+            progress_total=result.chunks,
+            attempts=1,
+            started_at=started,
+            finished_at=utcnow(),
+        )
+        outbox_topic = None
+    else:
+        outbox_topic = settings.kafka.topic
+    try:
+        await _store(state, job, outbox_topic=outbox_topic)
+    except IntegrityError:
+        if idempotency_key is None:
+            raise
+        existing = await _find_by_idempotency_key(state, tenant, idempotency_key)
+        if existing is None:
+            raise
+        return _replay(existing, request_hash)
+    return _job_response(job)
+
+
+async def _load_job(state: GatewayState, tenant: str, job_id: str) -> dict[str, Any]:
+    async with state.engine.connect() as conn:
+        row = (
+            (await conn.execute(select(_JOBS).where(_JOBS.c.id == job_id, _JOBS.c.tenant == tenant)))
+            .mappings()
+            .one_or_none()
+        )
+    if row is None:
+        raise NotFound(f"no summary job with id {job_id}")
+    return dict(row)
+
+
+@router.get("/summaries/{job_id}", response_model=SummaryJobPublic)
+async def get_summary(job_id: str, state: StateDep, tenant: TenantDep) -> SummaryJobPublic:
+    return job_to_public(await _load_job(state, tenant, job_id))
+
+
+@router.get("/summaries", response_model=SummaryJobList)
+async def list_summaries(
+    state: StateDep,
+    tenant: TenantDep,
+    status: Annotated[JobStatus | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=_MAX_PAGE)] = 20,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> SummaryJobList:
+    query = select(_JOBS).where(_JOBS.c.tenant == tenant)
+    if status is not None:
+        query = query.where(_JOBS.c.status == status.value)
+    if cursor:
+        query = query.where(_JOBS.c.id < _decode_cursor(cursor))
+    query = query.order_by(_JOBS.c.id.desc()).limit(limit + 1)
+    async with state.engine.connect() as conn:
+        rows = (await conn.execute(query)).mappings().all()
+    page = [job_to_public(row) for row in rows[:limit]]
+    next_cursor = _encode_cursor(page[-1].id) if len(rows) > limit and page else None
+    return SummaryJobList(data=page, next_cursor=next_cursor)
+
+
+@router.post("/summaries/{job_id}/cancel", response_model=SummaryJobPublic)
+async def cancel_summary(job_id: str, state: StateDep, tenant: TenantDep) -> SummaryJobPublic:
+    job = await _load_job(state, tenant, job_id)
+    if JobStatus(job["status"]).is_final:
+        raise Conflict(f"job {job_id} already {job['status']}", code="job_finished")
+    async with state.engine.begin() as conn:
+        if job["status"] == JobStatus.QUEUED.value:
+            finished = await conn.run_sync(
+                lambda sync_conn: finish_job(
+                    sync_conn,
+                    job_id,
+                    JobStatus.CANCELED,
+                    from_statuses=(JobStatus.QUEUED.value,),
+                    error_code="canceled",
+                    error_message="canceled by the client",
+                )
+            )
+            if finished is not None:
+                return job_to_public(finished.row)
+        # Running: the worker checks this flag between chunks and stops there.
+        await conn.execute(
+            update(_JOBS)
+            .where(
+                _JOBS.c.id == job_id, _JOBS.c.status.in_((JobStatus.QUEUED.value, JobStatus.RUNNING.value))
+            )
+            .values(cancel_requested=True, updated_at=utcnow())
+        )
+    job = await _load_job(state, tenant, job_id)
+    if JobStatus(job["status"]).is_final and job["status"] != JobStatus.CANCELED.value:
+        raise Conflict(f"job {job_id} already {job['status']}", code="job_finished")
+    return job_to_public(job)
+
+
+@router.get("/summaries/{job_id}/deliveries")
+async def list_deliveries(job_id: str, state: StateDep, tenant: TenantDep) -> dict[str, Any]:
+    await _load_job(state, tenant, job_id)
+    deliveries = NotificationDelivery.__table__
+    attempts = DeliveryAttempt.__table__
+    async with state.engine.connect() as conn:
+        rows = (
+            (
+                await conn.execute(
+                    select(deliveries).where(deliveries.c.job_id == job_id).order_by(deliveries.c.id)
+                )
+            )
+            .mappings()
+            .all()
+        )
+        ids = [row["id"] for row in rows]
+        attempt_rows = (
+            (
+                await conn.execute(
+                    select(attempts).where(attempts.c.delivery_id.in_(ids)).order_by(attempts.c.id)
+                )
+            )
+            .mappings()
+            .all()
+            if ids
+            else []
+        )
+    by_delivery: dict[str, list[dict[str, Any]]] = {}
+    for attempt in attempt_rows:
+        by_delivery.setdefault(attempt["delivery_id"], []).append(
+            {
+                "attempted_at": attempt["attempted_at"].isoformat(),
+                "status_code": attempt["status_code"],
+                "latency_ms": attempt["latency_ms"],
+                "error": attempt["error"],
+                "succeeded": attempt["succeeded"],
+            }
+        )
+    return {
+        "data": [
+            {
+                "id": row["id"],
+                "event_id": row["event_id"],
+                "event_type": row["event_type"],
+                "channel": row["channel"],
+                "target": row["target"],
+                "status": row["status"],
+                "attempts": by_delivery.get(row["id"], []),
+                "next_attempt_at": row["next_attempt_at"].isoformat() if row["next_attempt_at"] else None,
+                "created_at": row["created_at"].isoformat(),
+            }
+            for row in rows
+        ]
+    }
+
+
+@router.post("/deliveries/{delivery_id}/redeliver", status_code=202)
+async def redeliver(delivery_id: str, state: StateDep, tenant: TenantDep) -> dict[str, Any]:
+    deliveries = NotificationDelivery.__table__
+    async with state.engine.begin() as conn:
+        row = (
+            (
+                await conn.execute(
+                    select(deliveries).where(deliveries.c.id == delivery_id, deliveries.c.tenant == tenant)
+                )
+            )
+            .mappings()
+            .one_or_none()
+        )
+        if row is None:
+            raise NotFound(f"no delivery with id {delivery_id}")
+        if row["status"] in ("pending", "succeeded"):
+            raise Conflict(
+                f"delivery {delivery_id} is {row['status']}; "
+                "only exhausted or disabled deliveries are replayed",
+                code="delivery_not_replayable",
+            )
+        await conn.execute(
+            update(deliveries)
+            .where(deliveries.c.id == delivery_id)
+            .values(status="pending", attempts=0, next_attempt_at=utcnow(), updated_at=utcnow())
+        )
+    return {"id": delivery_id, "status": "pending"}

@@ -1,0 +1,112 @@
+"""Durable submits with group commit.
+
+Each accepted job is one row in ``summary_jobs`` plus, for async jobs, one row in ``outbox``; both
+go in one transaction, so a job is either fully accepted or not at all. Requests arriving within
+``group_commit_window_ms`` share that transaction: one commit per window instead of one per request
+is what lets a single gateway process accept thousands of jobs per second. Kafka is not touched
+here; the relay process publishes the outbox after the commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import insert
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.errors import GatewayRetryableError
+from schema.models import OutboxEntry, SummaryJob
+
+log = logging.getLogger(__name__)
+
+_JOBS = SummaryJob.__table__
+_OUTBOX = OutboxEntry.__table__
+
+
+@dataclass
+class _Pending:
+    job: dict[str, Any]
+    topic: str | None
+    done: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+class GroupCommitter:
+    def __init__(
+        self, engine: AsyncEngine, *, window_ms: float, max_rows: int, max_inflight: int = 4
+    ) -> None:
+        self._engine = engine
+        self._window_s = window_ms / 1000
+        self._max_rows = max_rows
+        self._pending: list[_Pending] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._inflight = asyncio.Semaphore(max_inflight)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.commits = 0
+        self.rows = 0
+
+    async def insert(self, job: dict[str, Any], *, outbox_topic: str | None) -> None:
+        """Return once the job (and its outbox row) is committed; raise if it was not."""
+        item = _Pending(job, outbox_topic)
+        self._pending.append(item)
+        if len(self._pending) >= self._max_rows:
+            self._flush_now()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self._window_s, self._flush_now)
+        await item.done
+
+    def _flush_now(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        group, self._pending = self._pending, []
+        if group:
+            task = asyncio.get_running_loop().create_task(self._commit(group))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _commit(self, group: list[_Pending]) -> None:
+        async with self._inflight:
+            try:
+                await self._write(group)
+            except IntegrityError as exc:
+                if len(group) == 1:
+                    self._fail(group, exc)
+                    return
+                # One bad row must not fail its neighbours: retry them one by one.
+                for item in group:
+                    await self._commit([item])
+                return
+            except (DBAPIError, OSError) as exc:
+                log.warning("submit transaction failed: %s", exc)
+                self._fail(group, GatewayRetryableError("the database is unavailable, try again"))
+                return
+            except Exception as exc:
+                self._fail(group, exc)
+                return
+        self.commits += 1
+        self.rows += len(group)
+        for item in group:
+            if not item.done.done():
+                item.done.set_result(None)
+
+    async def _write(self, group: list[_Pending]) -> None:
+        outbox = [{"job_id": item.job["id"], "topic": item.topic} for item in group if item.topic]
+        async with self._engine.begin() as conn:
+            await conn.execute(insert(_JOBS), [item.job for item in group])
+            if outbox:
+                await conn.execute(insert(_OUTBOX), outbox)
+
+    @staticmethod
+    def _fail(group: list[_Pending], exc: BaseException) -> None:
+        for item in group:
+            if not item.done.done():
+                item.done.set_exception(exc)
+
+    async def close(self) -> None:
+        self._flush_now()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)

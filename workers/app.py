@@ -1,0 +1,88 @@
+"""The worker process: a Celery worker whose boot step runs the Kafka batch consumer.
+
+The model is loaded once, in the worker's main process, before the consumer starts; the pool is
+``solo`` so nothing forks after CUDA is initialised. Celery's own broker carries no summarization
+work: the consumer pulls job ids from Kafka, and Celery only sends follow-up tasks (notification
+nudges) by name to the notifier.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from celery import Celery, bootsteps
+
+from schema.db import make_engine
+from schema.settings import Settings
+from schema.tasks import DELIVER_NOTIFICATION, NOTIFY_QUEUE, make_celery
+from summarizer import Summarizer, load_summarizer
+from workers.consumer import BatchConsumer
+from workers.execution import BatchOutcome, JobExecutor
+
+log = logging.getLogger(__name__)
+
+WORKER_QUEUE = "condense.worker"
+
+
+def build_consumer(settings: Settings, summarizer: Summarizer, celery_app: Celery | None) -> BatchConsumer:
+    engine = make_engine(settings.database)
+    executor = JobExecutor(engine, summarizer, retry=settings.worker.retry)
+
+    def nudge(outcome: BatchOutcome) -> None:
+        if celery_app is None:
+            return
+        for delivery_id in outcome.delivery_ids:
+            try:
+                celery_app.send_task(DELIVER_NOTIFICATION, args=[delivery_id], queue=NOTIFY_QUEUE)
+            except Exception as exc:
+                # The notifier's periodic sweep sends it anyway; the nudge only saves latency.
+                log.warning("could not nudge the notifier for %s: %s", delivery_id, exc)
+
+    return BatchConsumer(settings, executor, on_outcome=nudge)
+
+
+def create_celery_app(settings: Settings) -> Celery:
+    app = make_celery(settings, "condense-worker")
+
+    class KafkaConsumerStep(bootsteps.StartStopStep):
+        requires = ("celery.worker.components:Pool",)
+
+        def __init__(self, worker: Any, **kwargs: Any) -> None:
+            super().__init__(worker, **kwargs)
+            self._stop = threading.Event()
+            self._thread: threading.Thread | None = None
+
+        def start(self, worker: Any) -> None:
+            summarizer = load_summarizer(settings.summarizer)
+            log.info("model loaded: %s", summarizer.info.as_dict())
+            consumer = build_consumer(settings, summarizer, app)
+            self._thread = threading.Thread(
+                target=consumer.run, args=(self._stop,), name="kafka-batch-consumer", daemon=True
+            )
+            self._thread.start()
+
+        def stop(self, worker: Any) -> None:
+            self._stop.set()
+            if self._thread is not None:
+                self._thread.join(timeout=60)
+
+    app.steps["worker"].add(KafkaConsumerStep)
+    return app
+
+
+def run(settings: Settings) -> int:
+    app = create_celery_app(settings)
+    worker = app.Worker(
+        pool="solo",
+        concurrency=1,
+        queues=[WORKER_QUEUE],
+        loglevel=settings.logging.level,
+        without_heartbeat=True,
+        without_mingle=True,
+        without_gossip=True,
+        hostname="condense-worker@%h",
+    )
+    worker.start()
+    return int(worker.exitcode or 0)
