@@ -1,0 +1,252 @@
+"""Settings: defaults, the YAML file, CONDENSE_* variables on top, and one-line errors."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from schema.errors import ConfigError
+from schema.settings import Settings, load_settings
+
+
+def write(tmp_path: Path, text: str, name: str = "condense.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_defaults_load_without_a_file() -> None:
+    settings = load_settings(None, environ={})
+
+    assert settings == Settings()
+    assert settings.database.url == "sqlite:///var/condense.db"
+    assert settings.kafka.compression_type == "lz4"
+    assert settings.gateway.micro_batch.max_batch == 16
+    assert settings.notifier.smtp.password is None
+
+
+def test_an_empty_file_means_defaults(tmp_path: Path) -> None:
+    assert load_settings(write(tmp_path, "# nothing set\n"), environ={}) == Settings()
+
+
+def test_file_values_are_used_and_the_rest_stays_default(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+database:
+  url: postgresql://condense:s3cret@db.internal:5432/condense
+gateway:
+  port: 9000
+  micro_batch:
+    max_wait_ms: 2.5
+notifier:
+  retry_schedule_s: [1, 2, 3]
+  smtp:
+    password: mail-pass
+""",
+    )
+
+    settings = load_settings(path, environ={})
+
+    assert settings.database.url == "postgresql://condense:s3cret@db.internal:5432/condense"
+    assert settings.gateway.port == 9000
+    assert settings.gateway.micro_batch.max_wait_ms == 2.5
+    assert settings.gateway.micro_batch.max_batch == 16
+    assert settings.notifier.retry_schedule_s == [1.0, 2.0, 3.0]
+    assert settings.notifier.smtp.password is not None
+    assert settings.notifier.smtp.password.get_secret_value() == "mail-pass"
+    assert settings.kafka == Settings().kafka
+
+
+def test_environment_wins_over_the_file_and_merges_into_nested_sections(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+gateway:
+  port: 9000
+  host: 127.0.0.2
+  micro_batch:
+    max_batch: 4
+    max_wait_ms: 2.5
+""",
+    )
+
+    settings = load_settings(
+        path,
+        environ={
+            "CONDENSE_GATEWAY__PORT": "9001",
+            "CONDENSE_GATEWAY__MICRO_BATCH__MAX_WAIT_MS": "7.5",
+            "CONDENSE_KAFKA__BOOTSTRAP_SERVERS": "127.0.0.1:19092",
+        },
+    )
+
+    assert settings.gateway.port == 9001
+    assert settings.gateway.micro_batch.max_wait_ms == 7.5
+    # A variable overrides one key; its file siblings must survive.
+    assert settings.gateway.host == "127.0.0.2"
+    assert settings.gateway.micro_batch.max_batch == 4
+    assert settings.kafka.bootstrap_servers == "127.0.0.1:19092"
+
+
+def test_environment_lists_are_json(tmp_path: Path) -> None:
+    settings = load_settings(None, environ={"CONDENSE_NOTIFIER__RETRY_SCHEDULE_S": "[1, 2.5]"})
+
+    assert settings.notifier.retry_schedule_s == [1.0, 2.5]
+
+
+def test_condense_config_names_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "worker:\n  max_batch: 7\n")
+
+    settings = load_settings(None, environ={"CONDENSE_CONFIG": str(path)})
+
+    assert settings.worker.max_batch == 7
+
+
+def test_an_explicit_path_wins_over_condense_config(tmp_path: Path) -> None:
+    named = write(tmp_path, "worker:\n  max_batch: 7\n", "named.yaml")
+    explicit = write(tmp_path, "worker:\n  max_batch: 9\n", "explicit.yaml")
+
+    settings = load_settings(explicit, environ={"CONDENSE_CONFIG": str(named)})
+
+    assert settings.worker.max_batch == 9
+
+
+def test_an_explicit_environment_replaces_the_process_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONDENSE_GATEWAY__PORT", "1234")
+
+    settings = load_settings(None, environ={"CONDENSE_WORKER__MAX_BATCH": "3"})
+
+    assert settings.gateway.port == 8000
+    assert settings.worker.max_batch == 3
+    # The temporary swap must leave the real environment exactly as it was.
+    assert os.environ["CONDENSE_GATEWAY__PORT"] == "1234"
+    assert "CONDENSE_WORKER__MAX_BATCH" not in os.environ
+
+
+def test_the_process_environment_is_read_when_none_is_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in [key for key in os.environ if key.startswith("CONDENSE_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("CONDENSE_GATEWAY__PORT", "1234")
+
+    assert load_settings().gateway.port == 1234
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "reason"),
+    [
+        ("database:\n  pool_sise: 3\n", "database.pool_sise", "unknown key"),
+        ("databse:\n  url: sqlite://\n", "databse", "unknown key"),
+        ("gateway:\n  port: eighty\n", "gateway.port", "valid integer"),
+        ("gateway:\n  micro_batch:\n    max_batch: 0\n", "gateway.micro_batch.max_batch", "greater than"),
+        ("kafka:\n  compression_type: zstd\n", "kafka.compression_type", "'lz4'"),
+        ("gateway: 5\n", "gateway", "dictionary"),
+        ("data_dir: '  '\n", "data_dir", "must not be empty"),
+    ],
+)
+def test_bad_file_values_name_the_key_in_one_line(tmp_path: Path, text: str, key: str, reason: str) -> None:
+    path = write(tmp_path, text)
+
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, environ={})
+
+    message = str(caught.value)
+    assert "\n" not in message
+    assert f"invalid setting {key} in {path}:" in message
+    assert reason in message
+    # A permanent error: retrying the same file cannot help.
+    assert caught.value.retryable is False
+
+
+@pytest.mark.parametrize(
+    ("environ", "key", "reason"),
+    [
+        ({"CONDENSE_GATEWAY__PORT": "eighty"}, "gateway.port", "valid integer"),
+        ({"CONDENSE_DATABASE__POOL_SISE": "3"}, "database.pool_sise", "unknown key"),
+        ({"CONDENSE_GATEWAY__MICRO_BATCH__MAX_WAIT_MS": "-1"}, "gateway.micro_batch.max_wait_ms", "greater"),
+    ],
+)
+def test_bad_environment_values_name_the_key_in_one_line(
+    environ: dict[str, str], key: str, reason: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(None, environ=environ)
+
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith(f"invalid setting {key}:")
+    assert reason in message
+
+
+def test_several_errors_are_counted_not_listed(tmp_path: Path) -> None:
+    path = write(tmp_path, "gateway:\n  port: eighty\n  host_name: x\n  max_text_bytes: 0\n")
+
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, environ={})
+
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.endswith("(and 2 more)")
+
+
+def test_unreadable_yaml_names_the_file_and_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "gateway:\n  port: 80\n  host: [unclosed\n")
+
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, environ={})
+
+    assert str(caught.value) == f"config file {path} is not valid YAML at line 4"
+
+
+@pytest.mark.parametrize(("text", "kind"), [("- 1\n- 2\n", "list"), ("just words\n", "str")])
+def test_a_file_that_is_not_a_mapping_is_refused(tmp_path: Path, text: str, kind: str) -> None:
+    path = write(tmp_path, text)
+
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, environ={})
+
+    assert str(caught.value) == f"config file {path} must hold a mapping of sections, not {kind}"
+
+
+def test_a_missing_file_is_an_error_not_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "absent.yaml"
+
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, environ={})
+
+    assert str(caught.value) == f"cannot read config file {path}: No such file or directory"
+
+
+def test_a_missing_file_named_by_condense_config_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "absent.yaml"
+
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_settings(None, environ={"CONDENSE_CONFIG": str(path)})
+
+
+def test_masked_hides_passwords_and_keeps_the_rest(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+database:
+  url: postgresql://condense:db-pass@db.internal:5432/condense
+celery:
+  broker_url: redis://:redis-pass@cache.internal:6379/0
+notifier:
+  webhook_secrets: [whsec_c2VjcmV0]
+  smtp:
+    username: mailer
+    password: mail-pass
+""",
+    )
+
+    masked = load_settings(path, environ={}).masked()
+
+    rendered = repr(masked)
+    for secret in ("db-pass", "redis-pass", "mail-pass", "whsec_c2VjcmV0"):
+        assert secret not in rendered
+    assert masked["database"]["url"] == "postgresql://condense:***@db.internal:5432/condense"
+    assert masked["celery"]["broker_url"] == "redis://:***@cache.internal:6379/0"
+    assert masked["notifier"]["smtp"]["username"] == "mailer"
+    assert masked["notifier"]["smtp"]["password"] == "**********"
