@@ -128,8 +128,11 @@ class MicroBatcher(Generic[T, R]):
     ``run_batch`` receives the items of one batch, in arrival order, and returns one entry per item:
     the result, or an exception instance that fails only that item. An exception raised by
     ``run_batch`` itself fails every item of the batch, and the batcher goes on with the next one.
+    The exception is passed through unwrapped, so a :class:`CondenseError` keeps its code and
+    status; every caller of the failed batch receives the same instance.
     ``cost`` gives an item's size in tokens for the ``max_batch_tokens`` budget. ``on_batch`` is
     called on the event loop after every batch with its size, token sum and run time in seconds.
+    A batcher is started once and stopped once.
     """
 
     def __init__(
@@ -287,9 +290,15 @@ class MicroBatcher(Generic[T, R]):
             async with asyncio.timeout_at(waiter.deadline):
                 return await waiter.future
         except TimeoutError:
-            # The batching loop may already have failed the future with DeadlineExceeded itself.
+            if waiter.future.done() and not waiter.future.cancelled():
+                # An outcome landed in the same instant; mark it read so asyncio does not report it.
+                waiter.future.exception()
             self._counters.expired += 1
             raise DeadlineExceeded(f"no result within the request's deadline of {timeout_s:g} s") from None
+        except DeadlineExceeded:
+            # The batching loop found the deadline already past while closing the batch.
+            self._counters.expired += 1
+            raise
         except asyncio.CancelledError:
             self._counters.cancelled += 1
             raise
@@ -344,7 +353,9 @@ class MicroBatcher(Generic[T, R]):
             self._release(waiter)
 
     def _retry_after_s(self) -> float:
-        latency = self._counters.latency_s or _DEFAULT_BATCH_LATENCY_S
+        latency = self._counters.latency_s
+        if latency is None:
+            latency = _DEFAULT_BATCH_LATENCY_S
         batches_ahead = self._pending // self.max_batch + 1
         estimate = batches_ahead * latency / self.workers + self.max_wait_s
         return min(max(estimate, _RETRY_AFTER_MIN_S), _RETRY_AFTER_MAX_S)
@@ -415,7 +426,6 @@ class MicroBatcher(Generic[T, R]):
                 continue
             if waiter.deadline <= now:
                 waiter.future.set_exception(DeadlineExceeded("the request's deadline passed in the queue"))
-                self._counters.expired += 1
                 self._release(waiter)
                 continue
             waiter.state = _State.RUNNING
