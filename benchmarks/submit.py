@@ -18,8 +18,8 @@ import redis
 from sqlalchemy import create_engine, func, select
 
 from benchmarks.loadgen import LoadResult, build_request, run_load
-from benchmarks.stack import Stack, postgres_database
-from condense.dev import free_port, wait_for_http
+from benchmarks.stack import postgres_database
+from condense.stack import Stack, free_port, wait_for_http
 from schema.db import sync_url
 from schema.models import OutboxEntry, SummaryJob
 

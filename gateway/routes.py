@@ -21,23 +21,24 @@ from gateway.errors import Conflict, GatewayRetryableError, InvalidRequest, NotF
 from schema.api import SummaryJobCreate, SummaryJobList, SummaryJobPublic, job_to_public
 from schema.events import EVENT_FOR_STATUS, record_job_event
 from schema.jobs import finish_job
+from schema.metrics import JOBS, SUBMISSIONS
 from schema.models import (
-    DeliveryAttempt,
     JobStatus,
     Lane,
-    NotificationDelivery,
-    OutboxEntry,
     Route,
-    SummaryJob,
+    attempts_table,
+    deliveries_table,
+    jobs_table,
     new_id,
+    outbox_table,
     utcnow,
 )
 from schema.urlsafety import check_webhook_url
 
 router = APIRouter(prefix="/v1", tags=["summaries"])
 
-_JOBS = SummaryJob.__table__
-_OUTBOX = OutboxEntry.__table__
+_JOBS = jobs_table
+_OUTBOX = outbox_table
 _MAX_PAGE = 100
 # Above this many characters a text is long whatever the tokenizer says: counting would only
 # cost time on the event loop.
@@ -49,11 +50,11 @@ def _request_hash(body: SummaryJobCreate) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _encode_cursor(job_id: str) -> str:
+def encode_cursor(job_id: str) -> str:
     return base64.urlsafe_b64encode(job_id.encode()).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str) -> str:
+def decode_cursor(cursor: str) -> str:
     try:
         return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
     except (binascii.Error, UnicodeDecodeError) as exc:
@@ -257,6 +258,8 @@ async def create_summary(
         if existing is None:
             raise
         return _replay(existing, request_hash)
+    SUBMISSIONS.labels(route=job["route"]).inc()
+    JOBS.labels(status=job["status"], route=job["route"]).inc()
     return _job_response(job)
 
 
@@ -289,12 +292,12 @@ async def list_summaries(
     if status is not None:
         query = query.where(_JOBS.c.status == status.value)
     if cursor:
-        query = query.where(_JOBS.c.id < _decode_cursor(cursor))
+        query = query.where(_JOBS.c.id < decode_cursor(cursor))
     query = query.order_by(_JOBS.c.id.desc()).limit(limit + 1)
     async with state.engine.connect() as conn:
         rows = (await conn.execute(query)).mappings().all()
     page = [job_to_public(row) for row in rows[:limit]]
-    next_cursor = _encode_cursor(page[-1].id) if len(rows) > limit and page else None
+    next_cursor = encode_cursor(page[-1].id) if len(rows) > limit and page else None
     return SummaryJobList(data=page, next_cursor=next_cursor)
 
 
@@ -334,8 +337,8 @@ async def cancel_summary(job_id: str, state: StateDep, tenant: TenantDep) -> Sum
 @router.get("/summaries/{job_id}/deliveries")
 async def list_deliveries(job_id: str, state: StateDep, tenant: TenantDep) -> dict[str, Any]:
     await _load_job(state, tenant, job_id)
-    deliveries = NotificationDelivery.__table__
-    attempts = DeliveryAttempt.__table__
+    deliveries = deliveries_table
+    attempts = attempts_table
     async with state.engine.connect() as conn:
         rows = (
             (
@@ -389,7 +392,7 @@ async def list_deliveries(job_id: str, state: StateDep, tenant: TenantDep) -> di
 
 @router.post("/deliveries/{delivery_id}/redeliver", status_code=202)
 async def redeliver(delivery_id: str, state: StateDep, tenant: TenantDep) -> dict[str, Any]:
-    deliveries = NotificationDelivery.__table__
+    deliveries = deliveries_table
     async with state.engine.begin() as conn:
         row = (
             (

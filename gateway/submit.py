@@ -19,12 +19,12 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.errors import GatewayRetryableError
-from schema.models import OutboxEntry, SummaryJob
+from schema.models import jobs_table, outbox_table
 
 log = logging.getLogger(__name__)
 
-_JOBS = SummaryJob.__table__
-_OUTBOX = OutboxEntry.__table__
+_JOBS = jobs_table
+_OUTBOX = outbox_table
 
 
 @dataclass

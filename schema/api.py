@@ -79,9 +79,30 @@ class SummaryJobList(BaseModel):
     next_cursor: str | None
 
 
+class BatchCounts(BaseModel):
+    total: int
+    queued: int
+    running: int
+    succeeded: int
+    failed: int
+    canceled: int
+
+
+class BatchPublic(BaseModel):
+    id: str
+    status: Literal["in_progress", "completed", "canceled"]
+    counts: BatchCounts
+    created_at: datetime
+    finished_at: datetime | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
 def job_to_public(row: Any) -> SummaryJobPublic:
     """Build the public view from a job row (an ORM object or a Core row mapping)."""
-    get = row.get if isinstance(row, Mapping) else lambda key, default=None: getattr(row, key, default)
+
+    def get(key: str) -> Any:
+        return row.get(key) if isinstance(row, Mapping) else getattr(row, key, None)
+
     error = None
     if get("error_code"):
         error = JobError(code=get("error_code"), message=get("error_message") or "")

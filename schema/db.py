@@ -80,6 +80,16 @@ def make_async_engine(settings: DatabaseSettings) -> AsyncEngine:
     return create_async_engine(url, pool_size=settings.pool_size, pool_pre_ping=True)
 
 
+def database_status(engine: Engine) -> str:
+    """ "ok", or why the database cannot be reached, for health endpoints."""
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+    except Exception as exc:
+        return f"error: {type(exc).__name__}"
+    return "ok"
+
+
 def alembic_config(url: str) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))

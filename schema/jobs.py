@@ -10,15 +10,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, func, select, update
 
-from schema.models import FINAL_STATUSES, JobStatus, SummaryJob, utcnow
+from schema.events import BATCH_COMPLETED, EVENT_FOR_STATUS, record_batch_event, record_job_event
+from schema.models import FINAL_STATUSES, Batch, JobStatus, SummaryJob, batches_table, jobs_table, utcnow
 
 OPEN_STATUSES = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
 
 
 @dataclass(frozen=True)
-class FinishedJob:
+class Finished:
     row: Mapping[str, Any]
     delivery_ids: list[str] = field(default_factory=list)
 
@@ -30,7 +31,7 @@ def finish_job(
     *,
     from_statuses: tuple[str, ...] = OPEN_STATUSES,
     **fields: Any,
-) -> FinishedJob | None:
+) -> Finished | None:
     """Move a job to a final status and record its notification event in the same transaction.
 
     Returns the updated row and the notification deliveries it created, or None when the job had
@@ -46,8 +47,52 @@ def finish_job(
     )
     if result.rowcount == 0:
         return None
-    row = conn.execute(select(SummaryJob.__table__).where(SummaryJob.id == job_id)).mappings().one()
-    from schema.events import EVENT_FOR_STATUS, record_job_event
-
+    row = conn.execute(select(jobs_table).where(SummaryJob.id == job_id)).mappings().one()
     delivery_ids = record_job_event(conn, row, EVENT_FOR_STATUS[status])
-    return FinishedJob(row=row, delivery_ids=list(delivery_ids or []))
+    return Finished(row=dict(row), delivery_ids=list(delivery_ids or []))
+
+
+class BatchStatus:
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    CANCELED = "canceled"
+
+
+def batch_counts(conn: Connection, batch_id: str) -> dict[str, int]:
+    rows = conn.execute(
+        select(SummaryJob.status, func.count())
+        .where(SummaryJob.batch_id == batch_id)
+        .group_by(SummaryJob.status)
+    ).all()
+    counts = {status.value: 0 for status in JobStatus}
+    for status, count in rows:
+        counts[status] = count
+    counts["total"] = sum(counts.values())
+    return counts
+
+
+def complete_batch_if_done(conn: Connection, batch_id: str) -> Finished | None:
+    """Close a batch whose documents have all ended, and record ``batch.completed`` once.
+
+    Called by whoever finished the last documents; the guarded UPDATE makes the event fire once
+    even when two workers finish a batch's last documents at the same moment.
+    """
+    open_jobs = conn.execute(
+        select(func.count()).where(SummaryJob.batch_id == batch_id, SummaryJob.status.in_(OPEN_STATUSES))
+    ).scalar_one()
+    if open_jobs:
+        return None
+    batch = conn.execute(select(batches_table).where(Batch.id == batch_id)).mappings().one_or_none()
+    if batch is None or batch["status"] != BatchStatus.IN_PROGRESS:
+        return None
+    final_status = BatchStatus.CANCELED if batch["cancel_requested"] else BatchStatus.COMPLETED
+    result = conn.execute(
+        update(Batch)
+        .where(Batch.id == batch_id, Batch.status == BatchStatus.IN_PROGRESS)
+        .values(status=final_status, finished_at=utcnow())
+    )
+    if result.rowcount == 0:
+        return None
+    row = conn.execute(select(batches_table).where(Batch.id == batch_id)).mappings().one()
+    delivery_ids = record_batch_event(conn, row, BATCH_COMPLETED)
+    return Finished(row=dict(row), delivery_ids=list(delivery_ids))

@@ -18,6 +18,8 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from schema.errors import ConfigError
 
 CONFIG_ENV_VAR = "CONDENSE_CONFIG"
+# Read by the CLI client and the benchmarks, not settings of a running component.
+NON_SETTING_ENV_VARS = frozenset({CONFIG_ENV_VAR, "CONDENSE_API_KEY", "CONDENSE_BENCH_PG"})
 
 
 class _Section(BaseModel):
@@ -92,12 +94,30 @@ class SummarizerSettings(_Section):
     )
     backend: Literal[
         "auto", "onnx-int8", "onnx-fp32", "torch-fp32", "torch-int8", "torch-fp16", "torch-bf16"
-    ] = "auto"
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    ] = Field(
+        default="auto",
+        description="Inference runtime and precision; auto: onnx-int8 (minilm) or torch-int8 (seq2seq) on CPU,"
+        " torch-fp16 on CUDA.",
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        default="auto", description="auto uses CUDA when torch sees a device, else the CPU."
+    )
     cache_dir: str = Field(default="var/models", description="Exported/quantized models, keyed by hash.")
     max_batch_tokens: int = Field(default=16_384, ge=64, description="Token budget of one inference batch.")
-    chunk_overlap_tokens: int = Field(default=64, ge=0)
-    default_max_words: int = Field(default=100, ge=1)
+    max_context_tokens: int = Field(
+        default=4_096,
+        ge=16,
+        description="Cap on the model's own input limit per chunk (LED-sized contexts cost quadratic memory).",
+    )
+    chunk_overlap_tokens: int = Field(
+        default=64, ge=0, description="Tokens each chunk of a long document repeats from the previous one."
+    )
+    default_max_words: int = Field(
+        default=100, ge=1, le=5_000, description="Extractive summary budget when a request names none."
+    )
+    default_max_new_tokens: int = Field(
+        default=128, ge=1, le=1_024, description="Abstractive summary length when a request names none."
+    )
     num_threads: int = Field(default=0, ge=0, description="Inference threads; 0 lets the runtime decide.")
 
 
@@ -145,6 +165,25 @@ class NotifierSettings(_Section):
     max_inline_summary_bytes: int = Field(default=65_536, ge=0)
     public_base_url: str = Field(default="http://127.0.0.1:8000", description="Base of links in payloads.")
     sweep_interval_s: float = Field(default=5.0, gt=0)
+    webhook_secrets: list[SecretStr] = Field(
+        default_factory=list,
+        description="whsec_ secrets that sign webhooks whose job names none; during a rotation list the"
+        " new and the old one, and every message carries a signature from each.",
+    )
+    claim_lease_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="How long a delivery being attempted stays hidden from other notifier processes;"
+        " must exceed the longest attempt (webhook or SMTP timeout).",
+    )
+    max_parallel_deliveries: int = Field(
+        default=8, ge=1, description="Deliveries one process attempts at the same time."
+    )
+    sweep_max_deliveries: int = Field(
+        default=500,
+        ge=1,
+        description="Most due deliveries one sweep takes on; the next sweep takes the rest.",
+    )
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
     metrics_port: int = Field(default=9102, ge=0, le=65535)
 
@@ -244,6 +283,7 @@ def load_settings(
     if path is None and env.get(CONFIG_ENV_VAR):
         path = env[CONFIG_ENV_VAR]
     file_data = _read_yaml(Path(path)) if path is not None else {}
+    _check_env_sections(env)
     try:
         if environ is None:
             return Settings(**file_data)
@@ -259,6 +299,18 @@ def load_settings(
             os.environ.update(saved)
     except ValidationError as exc:
         raise ConfigError(_one_line(exc, path)) from exc
+
+
+def _check_env_sections(env: Mapping[str, str]) -> None:
+    # pydantic-settings silently ignores a variable whose section does not exist; a typo such as
+    # CONDENSE_DATABSE__URL would then leave the default in place without a word.
+    known = set(Settings.model_fields)
+    for name in env:
+        if not name.startswith("CONDENSE_") or name in NON_SETTING_ENV_VARS:
+            continue
+        section = name.removeprefix("CONDENSE_").split("__", 1)[0].lower()
+        if section not in known:
+            raise ConfigError(f"invalid setting {name}: unknown section {section!r}")
 
 
 def _one_line(exc: ValidationError, path: str | os.PathLike[str] | None) -> str:

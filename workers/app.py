@@ -14,7 +14,16 @@ from typing import Any
 
 from celery import Celery, bootsteps
 
-from schema.db import make_engine
+from schema.db import database_status, make_engine
+from schema.metrics import (
+    BATCH_DOCUMENTS,
+    BATCH_TOKENS,
+    INFERENCE_SECONDS,
+    JOB_FAILURES,
+    JOBS,
+    QUEUE_WAIT_SECONDS,
+)
+from schema.opsserver import start_ops_server
 from schema.settings import Settings
 from schema.tasks import DELIVER_NOTIFICATION, NOTIFY_QUEUE, make_celery
 from summarizer import Summarizer, load_summarizer
@@ -26,11 +35,30 @@ log = logging.getLogger(__name__)
 WORKER_QUEUE = "condense.worker"
 
 
+def record_metrics(outcome: BatchOutcome) -> None:
+    for status, ids in (
+        ("succeeded", outcome.succeeded),
+        ("failed", outcome.failed),
+        ("canceled", outcome.canceled),
+    ):
+        if ids:
+            JOBS.labels(status=status, route="async").inc(len(ids))
+    for code in outcome.failure_codes:
+        JOB_FAILURES.labels(code=code).inc()
+    if outcome.documents:
+        BATCH_DOCUMENTS.observe(outcome.documents)
+        BATCH_TOKENS.observe(outcome.tokens)
+        INFERENCE_SECONDS.labels(path="async").observe(outcome.inference_s)
+    for wait_s in outcome.queue_wait_s:
+        QUEUE_WAIT_SECONDS.observe(wait_s)
+
+
 def build_consumer(settings: Settings, summarizer: Summarizer, celery_app: Celery | None) -> BatchConsumer:
     engine = make_engine(settings.database)
     executor = JobExecutor(engine, summarizer, retry=settings.worker.retry)
 
-    def nudge(outcome: BatchOutcome) -> None:
+    def after_batch(outcome: BatchOutcome) -> None:
+        record_metrics(outcome)
         if celery_app is None:
             return
         for delivery_id in outcome.delivery_ids:
@@ -40,7 +68,7 @@ def build_consumer(settings: Settings, summarizer: Summarizer, celery_app: Celer
                 # The notifier's periodic sweep sends it anyway; the nudge only saves latency.
                 log.warning("could not nudge the notifier for %s: %s", delivery_id, exc)
 
-    return BatchConsumer(settings, executor, on_outcome=nudge)
+    return BatchConsumer(settings, executor, on_outcome=after_batch)
 
 
 def create_celery_app(settings: Settings) -> Celery:
@@ -62,6 +90,17 @@ def create_celery_app(settings: Settings) -> Celery:
                 target=consumer.run, args=(self._stop,), name="kafka-batch-consumer", daemon=True
             )
             self._thread.start()
+            thread = self._thread
+
+            def readiness() -> dict[str, str]:
+                return {
+                    "model": "ok",
+                    "consumer": "ok" if thread.is_alive() else "stopped",
+                    "broker": "ok" if consumer.connected else "connecting",
+                    "db": database_status(consumer.executor.engine),
+                }
+
+            start_ops_server(settings.worker.metrics_port, readiness)
 
         def stop(self, worker: Any) -> None:
             self._stop.set()

@@ -15,6 +15,7 @@ from typing import Any
 
 from kafka import KafkaConsumer
 
+from schema.metrics import CONSUMER_LAG
 from schema.settings import Settings
 from workers.execution import BatchOutcome, JobExecutor
 
@@ -36,6 +37,7 @@ class BatchConsumer:
         self.executor = executor
         self.on_outcome = on_outcome
         self._consumer: KafkaConsumer | None = None
+        self._lane = "mixed"
         self.batches = 0
         self.jobs_seen = 0
 
@@ -59,6 +61,10 @@ class BatchConsumer:
             self._consumer = consumer
         return self._consumer
 
+    @property
+    def connected(self) -> bool:
+        return self._consumer is not None
+
     def close(self) -> None:
         if self._consumer is not None:
             try:
@@ -67,28 +73,59 @@ class BatchConsumer:
                 log.debug("closing the consumer: %s", exc)
             self._consumer = None
 
+    def _poll_first(self, consumer: KafkaConsumer) -> list[Any]:
+        """Interactive jobs first: bulk partitions are paused while the interactive topic has work."""
+        worker = self.settings.worker
+        bulk = [tp for tp in consumer.assignment() if tp.topic == self.settings.kafka.bulk_topic]
+        if bulk:
+            consumer.pause(*bulk)
+            interactive = consumer.poll(timeout_ms=20, max_records=worker.max_batch)
+            consumer.resume(*bulk)
+            records = [record for batch in interactive.values() for record in batch]
+            if records:
+                self._lane = "interactive"
+                return records
+        polled = consumer.poll(timeout_ms=500, max_records=worker.max_batch)
+        records = [record for batch in polled.values() for record in batch]
+        self._lane = "mixed"
+        return records
+
     def _poll_batch(self, consumer: KafkaConsumer) -> list[Any]:
         """Up to ``max_batch`` records, waiting at most ``max_wait_ms`` once the first arrived."""
         worker = self.settings.worker
-        records: list[Any] = []
-        first = consumer.poll(timeout_ms=500, max_records=worker.max_batch)
-        for batch in first.values():
-            records.extend(batch)
+        records = self._poll_first(consumer)
         if not records:
             return records
         deadline = time.monotonic() + worker.max_wait_ms / 1000
-        while len(records) < worker.max_batch:
-            remaining_ms = int((deadline - time.monotonic()) * 1000)
-            if remaining_ms <= 0:
-                break
-            more = consumer.poll(timeout_ms=remaining_ms, max_records=worker.max_batch - len(records))
-            for batch in more.values():
-                records.extend(batch)
+        bulk = [tp for tp in consumer.assignment() if tp.topic == self.settings.kafka.bulk_topic]
+        if self._lane == "interactive" and bulk:
+            consumer.pause(*bulk)
+        try:
+            while len(records) < worker.max_batch:
+                remaining_ms = int((deadline - time.monotonic()) * 1000)
+                if remaining_ms <= 0:
+                    break
+                more = consumer.poll(timeout_ms=remaining_ms, max_records=worker.max_batch - len(records))
+                for batch in more.values():
+                    records.extend(batch)
+        finally:
+            if self._lane == "interactive" and bulk:
+                consumer.resume(*bulk)
         return records
+
+    @staticmethod
+    def _report_lag(consumer: KafkaConsumer) -> None:
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)
+            if highwater is None:
+                continue
+            lag = max(0, highwater - consumer.position(tp))
+            CONSUMER_LAG.labels(topic=tp.topic, partition=str(tp.partition)).set(lag)
 
     def run_once(self) -> BatchOutcome | None:
         consumer = self._connect()
         records = self._poll_batch(consumer)
+        self._report_lag(consumer)
         if not records:
             return None
         job_ids = [record.value.decode() for record in records if record.value]

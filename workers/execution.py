@@ -18,8 +18,8 @@ from typing import Any
 from sqlalchemy import Engine, select, update
 from sqlalchemy.exc import DBAPIError
 
-from schema.jobs import FinishedJob, finish_job
-from schema.models import JobStatus, SummaryJob, utcnow
+from schema.jobs import Finished, complete_batch_if_done, finish_job
+from schema.models import JobStatus, jobs_table, utcnow
 from schema.settings import RetryStrategySettings
 from summarizer import Summarizer, SummaryParams, SummaryResult
 from summarizer.errors import OutOfMemory, SummarizerError
@@ -28,7 +28,7 @@ from workers.retry import RetryStrategy
 
 log = logging.getLogger(__name__)
 
-_JOBS = SummaryJob.__table__
+_JOBS = jobs_table
 _OPEN = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
 _PROGRESS_EVERY_S = 0.5
 _CANCEL_CHECK_EVERY_S = 1.0
@@ -41,6 +41,9 @@ class BatchOutcome:
     canceled: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     delivery_ids: list[str] = field(default_factory=list)
+    failure_codes: list[str] = field(default_factory=list)
+    batches_touched: set[str] = field(default_factory=set)
+    batches_completed: list[str] = field(default_factory=list)
     documents: int = 0
     tokens: int = 0
     inference_s: float = 0.0
@@ -121,6 +124,7 @@ class JobExecutor:
                 )
                 if result.rowcount:
                     claimed.append(_Claimed(job_id, row["input_text"], params, row["created_at"]))
+            self._close_batches(conn, outcome)
         return claimed
 
     # -- running ----------------------------------------------------------------------------
@@ -227,7 +231,7 @@ class JobExecutor:
         code: str | None,
         message: str | None,
         **fields: Any,
-    ) -> FinishedJob | None:
+    ) -> Finished | None:
         finished = finish_job(
             conn, job_id, status, from_statuses=_OPEN, error_code=code, error_message=message, **fields
         )
@@ -240,7 +244,19 @@ class JobExecutor:
             JobStatus.CANCELED: outcome.canceled,
         }[status].append(job_id)
         outcome.delivery_ids.extend(finished.delivery_ids)
+        if status is JobStatus.FAILED and code:
+            outcome.failure_codes.append(code)
+        if finished.row["batch_id"]:
+            outcome.batches_touched.add(finished.row["batch_id"])
         return finished
+
+    @staticmethod
+    def _close_batches(conn: Any, outcome: BatchOutcome) -> None:
+        for batch_id in sorted(outcome.batches_touched):
+            completed = complete_batch_if_done(conn, batch_id)
+            if completed is not None:
+                outcome.batches_completed.append(batch_id)
+                outcome.delivery_ids.extend(completed.delivery_ids)
 
     def _store(
         self,
@@ -272,6 +288,7 @@ class JobExecutor:
                             self._finish(conn, staged, job.id, JobStatus.CANCELED, "canceled", result.message)
                         else:
                             self._finish(conn, staged, job.id, JobStatus.FAILED, result.code, result.message)
+                    self._close_batches(conn, staged)
             except DBAPIError as exc:
                 if attempt.number >= 50:
                     raise StorageUnavailable(f"could not store results: {exc}") from exc
@@ -283,4 +300,6 @@ class JobExecutor:
             outcome.canceled += staged.canceled
             outcome.skipped += staged.skipped
             outcome.delivery_ids += staged.delivery_ids
+            outcome.batches_completed += staged.batches_completed
+            outcome.failure_codes += staged.failure_codes
             return

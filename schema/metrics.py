@@ -1,0 +1,44 @@
+"""Prometheus metrics shared by every component, so the dashboards see one set of names.
+
+Each process exposes its own registry: the gateway at ``/metrics`` on its HTTP port, workers and
+the notifier on ``metrics_port`` (see :mod:`schema.opsserver`).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+_LONG_BUCKETS_S = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600)
+
+HTTP_REQUESTS = Counter(
+    "condense_http_requests",
+    "HTTP requests answered, by route template and status.",
+    ["route", "method", "status"],
+)
+HTTP_LATENCY = Histogram(
+    "condense_http_request_duration_seconds",
+    "Time to answer an HTTP request.",
+    ["route", "method"],
+    buckets=_LATENCY_BUCKETS_S,
+)
+SUBMISSIONS = Counter("condense_submissions", "Jobs accepted, by route (sync or async).", ["route"])
+JOBS = Counter("condense_jobs", "Jobs reaching a status, by status and route.", ["status", "route"])
+JOB_FAILURES = Counter("condense_job_failures", "Jobs failed, by error code.", ["code"])
+CONSUMER_LAG = Gauge(
+    "condense_kafka_consumer_lag", "Messages not yet consumed, per partition.", ["topic", "partition"]
+)
+BATCH_DOCUMENTS = Histogram(
+    "condense_batch_documents", "Documents per inference batch.", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256)
+)
+BATCH_TOKENS = Histogram(
+    "condense_batch_tokens",
+    "Input tokens per inference batch.",
+    buckets=(64, 256, 1_024, 4_096, 16_384, 65_536, 262_144, 1_048_576),
+)
+INFERENCE_SECONDS = Histogram(
+    "condense_inference_seconds", "Time spent in the engine per batch.", ["path"], buckets=_LONG_BUCKETS_S
+)
+QUEUE_WAIT_SECONDS = Histogram(
+    "condense_queue_wait_seconds", "Time from submit to a worker starting the job.", buckets=_LONG_BUCKETS_S
+)
