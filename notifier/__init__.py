@@ -1,1 +1,1 @@
-"""condense notifier."""
+"""condense notifier: signed webhooks (Standard Webhooks) and email, with a delivery log and retries."""

@@ -33,6 +33,9 @@ def make_celery(settings: Settings, name: str) -> Celery:
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         broker_url = _sqla_broker_url(broker_url)
     app = Celery(name, broker=broker_url, set_as_current=False)
+    # kombu's SQLAlchemy transport hands transport options to create_engine(), which refuses
+    # polling_interval; other brokers get a short poll so nudges arrive quickly.
+    transport_options = {} if broker_url.startswith("sqla+") else {"polling_interval": 0.2}
     app.conf.update(
         task_default_queue=NOTIFY_QUEUE,
         task_acks_late=True,
@@ -40,7 +43,7 @@ def make_celery(settings: Settings, name: str) -> Celery:
         worker_prefetch_multiplier=1,
         task_ignore_result=True,
         broker_connection_retry_on_startup=True,
-        broker_transport_options={"polling_interval": 0.2},
+        broker_transport_options=transport_options,
         worker_hijack_root_logger=False,
         enable_utc=True,
     )

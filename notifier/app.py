@@ -1,0 +1,90 @@
+"""The notifier process: a Celery worker with an embedded beat.
+
+Two tasks, both by name from :mod:`schema.tasks`: DELIVER_NOTIFICATION (a nudge from whoever
+recorded an event: attempt this delivery now if it is due) and SWEEP_NOTIFICATIONS (sent by beat
+every ``sweep_interval_s``: attempt everything due). Retries are never parked in the broker as
+countdown tasks: their time is in the database and the next sweep finds them, so a broker
+restart or a long schedule loses nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+from celery import Celery
+from prometheus_client import start_http_server
+
+from notifier.dispatch import Dispatcher
+from schema.db import make_engine
+from schema.settings import Settings
+from schema.tasks import DELIVER_NOTIFICATION, NOTIFY_QUEUE, SWEEP_NOTIFICATIONS, make_celery
+
+log = logging.getLogger(__name__)
+
+
+class _LazyDispatcher:
+    """Builds the engine on first use, in the process that runs tasks, not where the app is made."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._dispatcher: Dispatcher | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> Dispatcher:
+        with self._lock:
+            if self._dispatcher is None:
+                self._dispatcher = Dispatcher(self._settings, make_engine(self._settings.database))
+            return self._dispatcher
+
+
+def create_celery_app(settings: Settings) -> Celery:
+    app = make_celery(settings, "condense-notifier")
+    dispatchers = _LazyDispatcher(settings)
+    interval_s = settings.notifier.sweep_interval_s
+
+    @app.task(name=DELIVER_NOTIFICATION, ignore_result=True, shared=False)
+    def deliver(delivery_id: str) -> bool:
+        return dispatchers.get().deliver_one(delivery_id)
+
+    @app.task(name=SWEEP_NOTIFICATIONS, ignore_result=True, shared=False)
+    def sweep() -> int:
+        return dispatchers.get().deliver_due()
+
+    app.conf.beat_schedule = {
+        "sweep-notifications": {
+            "task": SWEEP_NOTIFICATIONS,
+            "schedule": interval_s,
+            # A sweep that waited a whole interval is superseded by the next one; letting both
+            # run would only pile sweeps up behind a slow receiver.
+            "options": {"queue": NOTIFY_QUEUE, "expires": interval_s},
+        }
+    }
+    app.conf.beat_schedule_filename = str(Path(settings.data_dir) / "notifier-beat-schedule")
+    app.conf.task_routes = {
+        DELIVER_NOTIFICATION: {"queue": NOTIFY_QUEUE},
+        SWEEP_NOTIFICATIONS: {"queue": NOTIFY_QUEUE},
+    }
+    return app
+
+
+def run(settings: Settings) -> int:
+    """Run the notifier until it is stopped; return the exit status."""
+    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+    if settings.notifier.metrics_port:
+        start_http_server(settings.notifier.metrics_port)
+    app = create_celery_app(settings)
+    worker = app.Worker(
+        beat=True,
+        # Threads, not processes: attempts wait on the network, and one process keeps one
+        # connection pool to the database.
+        pool="threads",
+        concurrency=settings.notifier.max_parallel_deliveries,
+        queues=[NOTIFY_QUEUE],
+        loglevel=settings.logging.level,
+        hostname="condense-notifier@%h",
+    )
+    log.info("notifier starting: sweeping every %.1f s", settings.notifier.sweep_interval_s)
+    worker.start()
+    return int(worker.exitcode or 0)
