@@ -16,7 +16,7 @@ from sqlalchemy import Connection, insert, select, update
 from gateway.app import GatewayState
 from gateway.deps import StateDep, TenantDep
 from gateway.errors import Conflict, GatewayRetryableError, InvalidRequest, NotFound
-from gateway.routes import decode_cursor, encode_cursor
+from gateway.routes import decode_cursor, encode_cursor, validate_webhook
 from gateway.uploads import Document, parse_upload
 from gateway.uploads import UploadFile as UploadedFile
 from schema.api import BatchCounts, BatchPublic, WebhookTarget
@@ -31,7 +31,6 @@ from schema.models import (
     outbox_table,
     utcnow,
 )
-from schema.urlsafety import check_webhook_url
 
 router = APIRouter(prefix="/v1", tags=["batches"])
 
@@ -94,14 +93,7 @@ async def create_batch(
             WebhookTarget(url=webhook_url, secret=webhook_secret)
         except ValidationError as exc:
             raise InvalidRequest(f"webhook: {exc.errors()[0]['msg']}") from exc
-        notifier = settings.notifier
-        await asyncio.to_thread(
-            check_webhook_url,
-            webhook_url,
-            allow_loopback=notifier.allow_loopback,
-            allow_private=notifier.allow_private,
-            http_allowlist=notifier.http_allowlist,
-        )
+        await validate_webhook(settings, webhook_url, webhook_secret)
     if email is not None:
         try:
             _EMAIL.validate_python(email)

@@ -19,7 +19,7 @@ from gateway.app import GatewayState
 from gateway.deps import StateDep, TenantDep
 from gateway.errors import Conflict, GatewayRetryableError, InvalidRequest, NotFound, PayloadTooLarge
 from schema.api import SummaryJobCreate, SummaryJobList, SummaryJobPublic, job_to_public
-from schema.events import EVENT_FOR_STATUS, record_job_event
+from schema.events import EVENT_FOR_STATUS, record_job_event, redeliver
 from schema.jobs import finish_job
 from schema.metrics import JOBS, SUBMISSIONS
 from schema.models import (
@@ -33,6 +33,7 @@ from schema.models import (
     outbox_table,
     utcnow,
 )
+from schema.settings import Settings
 from schema.urlsafety import check_webhook_url
 
 router = APIRouter(prefix="/v1", tags=["summaries"])
@@ -59,6 +60,22 @@ def decode_cursor(cursor: str) -> str:
         return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
     except (binascii.Error, UnicodeDecodeError) as exc:
         raise InvalidRequest("cursor: not a cursor returned by this API") from exc
+
+
+async def validate_webhook(settings: Settings, url: str, secret: str | None) -> None:
+    """Refuse unsafe targets now (the notifier checks again at connect time) and unsigned hooks."""
+    notifier = settings.notifier
+    if secret is None and not notifier.webhook_secrets:
+        raise InvalidRequest(
+            "webhook.secret: required, since no default signing secret is configured (notifier.webhook_secrets)"
+        )
+    await asyncio.to_thread(
+        check_webhook_url,
+        url,
+        allow_loopback=notifier.allow_loopback,
+        allow_private=notifier.allow_private,
+        http_allowlist=notifier.http_allowlist,
+    )
 
 
 def _choose_route(state: GatewayState, body: SummaryJobCreate) -> tuple[Route, int]:
@@ -208,14 +225,7 @@ async def create_summary(
         raise GatewayRetryableError("the model is still loading; retry shortly")
     params = state.summarizer.validate_params(body.params)
     if body.webhook is not None:
-        notifier = settings.notifier
-        await asyncio.to_thread(
-            check_webhook_url,
-            body.webhook.url,
-            allow_loopback=notifier.allow_loopback,
-            allow_private=notifier.allow_private,
-            http_allowlist=notifier.http_allowlist,
-        )
+        await validate_webhook(settings, body.webhook.url, body.webhook.secret)
     route, tokens = _choose_route(state, body)
     job = _job_values(
         state,
@@ -391,29 +401,7 @@ async def list_deliveries(job_id: str, state: StateDep, tenant: TenantDep) -> di
 
 
 @router.post("/deliveries/{delivery_id}/redeliver", status_code=202)
-async def redeliver(delivery_id: str, state: StateDep, tenant: TenantDep) -> dict[str, Any]:
-    deliveries = deliveries_table
+async def redeliver_delivery(delivery_id: str, state: StateDep, tenant: TenantDep) -> dict[str, Any]:
     async with state.engine.begin() as conn:
-        row = (
-            (
-                await conn.execute(
-                    select(deliveries).where(deliveries.c.id == delivery_id, deliveries.c.tenant == tenant)
-                )
-            )
-            .mappings()
-            .one_or_none()
-        )
-        if row is None:
-            raise NotFound(f"no delivery with id {delivery_id}")
-        if row["status"] in ("pending", "succeeded"):
-            raise Conflict(
-                f"delivery {delivery_id} is {row['status']}; "
-                "only exhausted or disabled deliveries are replayed",
-                code="delivery_not_replayable",
-            )
-        await conn.execute(
-            update(deliveries)
-            .where(deliveries.c.id == delivery_id)
-            .values(status="pending", attempts=0, next_attempt_at=utcnow(), updated_at=utcnow())
-        )
+        await conn.run_sync(lambda sync_conn: redeliver(sync_conn, delivery_id, tenant=tenant))
     return {"id": delivery_id, "status": "pending"}

@@ -200,21 +200,32 @@ class JobExecutor:
         now = utcnow()
         outcome.queue_wait_s = [max(0.0, (now - job.created_at).total_seconds()) for job in claimed]
         began = time.perf_counter()
-        results: list[SummaryResult | SummarizerError] = []
+        results: list[SummaryResult | SummarizerError | None] = [None] * len(claimed)
+        pending = list(range(len(claimed)))
         for attempt in self.retry.attempts():
             try:
-                results = self._summarize(claimed)
-                break
+                batch = self._summarize([claimed[i] for i in pending])
             except SummarizerError as exc:
-                if not exc.retryable or attempt.is_last:
-                    results = [exc] * len(claimed)
-                    break
-                log.warning("batch failed (%s); retrying in %.1fs", exc, attempt.delay_s)
-                self._sleep(attempt.delay_s)
+                batch = [exc] * len(pending)
+            retry_next = []
+            for index, result in zip(pending, batch, strict=True):
+                results[index] = result
+                # A retryable error (a device hiccup) gets another try; the rest of the batch is done.
+                if isinstance(result, SummarizerError) and result.retryable and not attempt.is_last:
+                    retry_next.append(index)
+            if not retry_next:
+                break
+            log.warning(
+                "%d documents failed with retryable errors; retrying in %.1fs",
+                len(retry_next),
+                attempt.delay_s,
+            )
+            self._sleep(attempt.delay_s)
+            pending = retry_next
         outcome.inference_s = time.perf_counter() - began
         outcome.documents = len(claimed)
         outcome.tokens = sum(r.input_tokens for r in results if isinstance(r, SummaryResult))
-        self._store(claimed, results, outcome)
+        self._store(claimed, [r for r in results if r is not None], outcome)
         for job in claimed:
             self._progress_at.pop(job.id, None)
             self._cancel_checked.pop(job.id, None)

@@ -81,6 +81,7 @@ def test_idempotency_key_returns_the_same_job_or_409(client: TestClient, sqlite_
         ({"text": SHORT, "webhook": {"url": "ftp://example.org/hook", "secret": "whsec_MTIz"}}, 422, None),
         ({"text": SHORT, "webhook": {"url": "http://10.0.0.1/hook", "secret": "whsec_MTIz"}}, 422, None),
         ({"text": SHORT, "webhook": {"url": "https://example.org/hook", "secret": "plain"}}, 422, None),
+        ({"text": SHORT, "webhook": {"url": "https://example.org/hook"}}, 422, "invalid_request"),
     ],
 )
 def test_bad_input_is_a_clear_4xx_and_creates_nothing(
