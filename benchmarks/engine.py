@@ -190,15 +190,20 @@ def _long_document(args: argparse.Namespace, rows: list[tuple[str, str, str, str
 def _long_child(args: argparse.Namespace) -> int:
     """Runs in a fresh process so that peak RSS belongs to this one document alone."""
     docs = load_eval_set(args.data)
-    words: list[str] = []
     paragraphs: list[str] = []
-    for doc in docs:
-        paragraphs.append(doc.document)
-        words.extend(doc.document.split())
-        if len(words) >= args.long_words:
-            break
+    count = 0
+    # Whole documents, repeated if the set is small, the last one cut to land on the word count.
+    while count < args.long_words:
+        for doc in docs:
+            words_here = len(doc.document.split())
+            if count + words_here > args.long_words:
+                kept = " ".join(doc.document.split()[: args.long_words - count])
+                paragraphs.append(kept)
+                count += len(kept.split())
+                break
+            paragraphs.append(doc.document)
+            count += words_here
     text = "\n\n".join(paragraphs)
-    text = " ".join(text.split(" ")[: args.long_words])
     began = time.perf_counter()
     summarizer = load_summarizer(_settings(args))
     load_s = time.perf_counter() - began

