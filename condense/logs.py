@@ -42,3 +42,6 @@ def configure_logging(settings: LoggingSettings, component: str) -> None:
     root.setLevel(settings.level)
     # kafka-python logs every reconnect at INFO/WARNING; its own errors reach us as exceptions.
     logging.getLogger("kafka").setLevel(max(logging.ERROR, root.level))
+    # Celery logs every periodic sweep at INFO; a sweep every few seconds would bury real news.
+    for name in ("celery.worker.strategy", "celery.app.trace", "celery.beat"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))

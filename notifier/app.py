@@ -10,6 +10,8 @@ restart or a long schedule loses nothing.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 from pathlib import Path
 
@@ -83,7 +85,7 @@ def run(settings: Settings) -> int:
         concurrency=settings.notifier.max_parallel_deliveries,
         queues=[NOTIFY_QUEUE],
         loglevel=settings.logging.level,
-        hostname="condense-notifier@%h",
+        hostname=f"condense-notifier-{os.getpid()}@{socket.gethostname()}",
     )
     log.info("notifier starting: sweeping every %.1f s", settings.notifier.sweep_interval_s)
     worker.start()

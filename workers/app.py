@@ -9,6 +9,8 @@ nudges) by name to the notifier.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 from typing import Any
 
@@ -121,7 +123,7 @@ def run(settings: Settings) -> int:
         without_heartbeat=True,
         without_mingle=True,
         without_gossip=True,
-        hostname="condense-worker@%h",
+        hostname=f"condense-worker-{os.getpid()}@{socket.gethostname()}",
     )
     worker.start()
     return int(worker.exitcode or 0)
