@@ -11,17 +11,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 import tempfile
 from pathlib import Path
 
 import redis
 from sqlalchemy import create_engine, func, select
 
+from benchmarks.common import print_table
 from benchmarks.loadgen import LoadResult, build_request, run_load
 from benchmarks.stack import postgres_database
 from condense.stack import Stack, free_port, wait_for_http
 from schema.db import sync_url
-from schema.models import OutboxEntry, SummaryJob
+from schema.models import SummaryJob
 
 REDIS_URL = "redis://127.0.0.1:6379/15"
 
@@ -59,7 +61,6 @@ def measure_condense(
         engine = create_engine(sync_url(url))
         with engine.connect() as conn:
             stored = conn.execute(select(func.count()).select_from(SummaryJob)).scalar_one()
-            conn.execute(select(func.count()).select_from(OutboxEntry)).scalar_one()
         engine.dispose()
     return result, stored
 
@@ -71,18 +72,14 @@ def measure_celery(
     client.flushdb()
     port = free_port()
     with Stack(workdir, {}) as stack:
-        stack.start("celery-baseline", [*_python(), "-m", "benchmarks.celery_baseline", str(port), REDIS_URL])
+        stack.start(
+            "celery-baseline", [sys.executable, "-m", "benchmarks.celery_baseline", str(port), REDIS_URL]
+        )
         if not wait_for_http(f"http://127.0.0.1:{port}/docs", 60):
             raise RuntimeError("the Celery baseline did not start")
         result = _load(port, body, clients, warmup_s, duration_s)
     client.flushdb()
     return result
-
-
-def _python() -> list[str]:
-    import sys
-
-    return [sys.executable]
 
 
 def main(argv: list[str] | None = None) -> list[list[str]]:
@@ -119,15 +116,6 @@ def main(argv: list[str] | None = None) -> list[list[str]]:
     print_table(f"Submit throughput, {args.clients} clients, {args.words}-word texts", rows)
     print(f"durability: {stored} jobs stored in PostgreSQL for {accepted} measured + warm-up 202 answers")
     return rows
-
-
-def print_table(title: str, rows: list[list[str]]) -> None:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    print(f"\n{title}")
-    for index, row in enumerate(rows):
-        print("| " + " | ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) + " |")
-        if index == 0:
-            print("|" + "|".join("-" * (width + 2) for width in widths) + "|")
 
 
 if __name__ == "__main__":

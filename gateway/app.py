@@ -23,6 +23,7 @@ from schema.db import make_async_engine
 from schema.metrics import INFERENCE_SECONDS
 from schema.settings import Settings
 from summarizer import Summarizer, SummaryParams, load_summarizer
+from summarizer.runtime import settle_heap
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,7 @@ async def _load_model(state: GatewayState, factory: SummarizerFactory) -> None:
     await batcher.start()
     state.summarizer = summarizer
     state.batcher = batcher
+    settle_heap()
     log.info("model ready: %s", summarizer.info.as_dict())
 
 

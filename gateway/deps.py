@@ -9,7 +9,8 @@ from fastapi import Depends, Header, Request
 from gateway.app import GatewayState
 
 
-def get_state(request: Request) -> GatewayState:
+# Async on purpose: FastAPI runs plain-def dependencies in a thread pool, a hop per request.
+async def get_state(request: Request) -> GatewayState:
     state: GatewayState = request.app.state.gateway
     return state
 
@@ -18,7 +19,7 @@ StateDep = Annotated[GatewayState, Depends(get_state)]
 
 
 async def get_tenant(request: Request, authorization: Annotated[str | None, Header()] = None) -> str:
-    state = get_state(request)
+    state: GatewayState = request.app.state.gateway
     return await state.auth.tenant_for(authorization)
 
 

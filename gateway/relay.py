@@ -17,10 +17,12 @@ from datetime import timedelta
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
-from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy import Engine, delete, func, insert, select, update
 
-from schema.db import is_sqlite, make_engine
+from schema.db import database_status, is_sqlite, make_engine
+from schema.metrics import OUTBOX_PENDING
 from schema.models import JobStatus, Lane, jobs_table, outbox_table, utcnow
+from schema.opsserver import start_ops_server
 from schema.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -60,6 +62,8 @@ class OutboxRelay:
         self._last_sweep = 0.0
         self.published = 0
         self.republished = 0
+        # Why the last round of run() failed (exception type only), None while rounds succeed.
+        self.last_error: str | None = None
 
     def _connect(self) -> KafkaProducer:
         if self._producer is None:
@@ -164,6 +168,10 @@ class OutboxRelay:
         self.republished += len(rows)
         return len(rows)
 
+    def pending(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(_OUTBOX)).scalar_one())
+
     def run(self, stop: threading.Event, *, sweep_interval_s: float = 5.0) -> None:
         idle_sleep = 0.005
         backoff = 0.5
@@ -172,10 +180,13 @@ class OutboxRelay:
                 if time.monotonic() - self._last_sweep >= sweep_interval_s:
                     self._last_sweep = time.monotonic()
                     self.sweep()
+                    OUTBOX_PENDING.set(self.pending())
                 count = self.publish_once()
                 backoff = 0.5
+                self.last_error = None
             except Exception as exc:
                 # The broker or the database is away: keep the outbox, try again later.
+                self.last_error = type(exc).__name__
                 log.warning("relay: %s; retrying in %.1fs", exc, backoff)
                 self._drop_producer()
                 stop.wait(backoff)
@@ -200,7 +211,21 @@ def run(settings: Settings) -> int:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     relay = OutboxRelay(settings)
+
+    def readiness() -> dict[str, str]:
+        error = relay.last_error
+        return {
+            "db": database_status(relay.engine),
+            "publish": "ok" if error is None else f"error: {error}",
+        }
+
+    server = start_ops_server(settings.relay.metrics_port, readiness)
     log.info("relay publishing to %s", settings.kafka.bootstrap_servers)
-    relay.run(stop)
-    relay.engine.dispose()
+    try:
+        relay.run(stop)
+    finally:
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        relay.engine.dispose()
     return 0

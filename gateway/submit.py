@@ -44,6 +44,7 @@ class GroupCommitter:
         self._pending: list[_Pending] = []
         self._timer: asyncio.TimerHandle | None = None
         self._inflight = asyncio.Semaphore(max_inflight)
+        self._running = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self.commits = 0
         self.rows = 0
@@ -52,7 +53,10 @@ class GroupCommitter:
         """Return once the job (and its outbox row) is committed; raise if it was not."""
         item = _Pending(job, outbox_topic)
         self._pending.append(item)
-        if len(self._pending) >= self._max_rows:
+        # Adaptive: with no commit in flight nobody else is coming soon enough to wait for, so
+        # commit at once (no added latency when idle); while one is in flight, requests gather
+        # and the next commit takes them all, bounded by the window.
+        if self._running == 0 or len(self._pending) >= self._max_rows:
             self._flush_now()
         elif self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(self._window_s, self._flush_now)
@@ -64,29 +68,39 @@ class GroupCommitter:
             self._timer = None
         group, self._pending = self._pending, []
         if group:
+            # Counted here, not when the task starts, so submits arriving before it runs gather.
+            self._running += 1
             task = asyncio.get_running_loop().create_task(self._commit(group))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
     async def _commit(self, group: list[_Pending]) -> None:
-        async with self._inflight:
-            try:
+        try:
+            await self._commit_group(group)
+        finally:
+            self._running -= 1
+            if self._pending and self._running == 0:
+                self._flush_now()
+
+    async def _commit_group(self, group: list[_Pending]) -> None:
+        try:
+            async with self._inflight:
                 await self._write(group)
-            except IntegrityError as exc:
-                if len(group) == 1:
-                    self._fail(group, exc)
-                    return
-                # One bad row must not fail its neighbours: retry them one by one.
-                for item in group:
-                    await self._commit([item])
-                return
-            except (DBAPIError, OSError) as exc:
-                log.warning("submit transaction failed: %s", exc)
-                self._fail(group, GatewayRetryableError("the database is unavailable, try again"))
-                return
-            except Exception as exc:
+        except IntegrityError as exc:
+            if len(group) == 1:
                 self._fail(group, exc)
                 return
+            # One bad row must not fail its neighbours: retry them one by one.
+            for item in group:
+                await self._commit_group([item])
+            return
+        except (DBAPIError, OSError) as exc:
+            log.warning("submit transaction failed: %s", exc)
+            self._fail(group, GatewayRetryableError("the database is unavailable, try again"))
+            return
+        except Exception as exc:
+            self._fail(group, exc)
+            return
         self.commits += 1
         self.rows += len(group)
         for item in group:

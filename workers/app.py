@@ -29,6 +29,7 @@ from schema.opsserver import start_ops_server
 from schema.settings import Settings
 from schema.tasks import DELIVER_NOTIFICATION, NOTIFY_QUEUE, make_celery
 from summarizer import Summarizer, load_summarizer
+from summarizer.runtime import settle_heap
 from workers.consumer import BatchConsumer
 from workers.execution import BatchOutcome, JobExecutor
 
@@ -88,6 +89,7 @@ def create_celery_app(settings: Settings) -> Celery:
             summarizer = load_summarizer(settings.summarizer)
             log.info("model loaded: %s", summarizer.info.as_dict())
             consumer = build_consumer(settings, summarizer, app)
+            settle_heap()
             self._thread = threading.Thread(
                 target=consumer.run, args=(self._stop,), name="kafka-batch-consumer", daemon=True
             )

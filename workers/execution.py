@@ -146,7 +146,7 @@ class JobExecutor:
                     )
             except DBAPIError as exc:
                 # Progress is advisory; the final result is what must not be lost.
-                log.warning("could not record progress of %s: %s", job_id, exc)
+                log.warning("could not record progress of %s: %s", job_id, exc, extra={"job_id": job_id})
 
         return report
 
@@ -215,11 +215,15 @@ class JobExecutor:
                     retry_next.append(index)
             if not retry_next:
                 break
-            log.warning(
-                "%d documents failed with retryable errors; retrying in %.1fs",
-                len(retry_next),
-                attempt.delay_s,
-            )
+            for index in retry_next:
+                failure = results[index]
+                log.warning(
+                    "job %s failed with a retryable error (%s); retrying in %.1fs",
+                    claimed[index].id,
+                    failure.code if isinstance(failure, SummarizerError) else "?",
+                    attempt.delay_s,
+                    extra={"job_id": claimed[index].id},
+                )
             self._sleep(attempt.delay_s)
             pending = retry_next
         outcome.inference_s = time.perf_counter() - began
@@ -259,6 +263,24 @@ class JobExecutor:
             outcome.failure_codes.append(code)
         if finished.row["batch_id"]:
             outcome.batches_touched.add(finished.row["batch_id"])
+        row = finished.row
+        seconds = (row["finished_at"] - row["created_at"]).total_seconds()
+        # The one line per job operators search for; ids and codes only, never text or messages.
+        log.info(
+            "job %s %s%s, %.2f s after submission",
+            job_id,
+            status.value,
+            f" ({code})" if code and status is JobStatus.FAILED else "",
+            seconds,
+            extra={
+                "job_id": job_id,
+                "tenant": row["tenant"],
+                "batch_id": row["batch_id"],
+                "status": status.value,
+                "error_code": code,
+                "duration_s": round(seconds, 3),
+            },
+        )
         return finished
 
     @staticmethod
