@@ -16,10 +16,10 @@ import threading
 from pathlib import Path
 
 from celery import Celery
-from prometheus_client import start_http_server
 
 from notifier.dispatch import Dispatcher
-from schema.db import make_engine
+from schema.db import database_status, make_engine
+from schema.opsserver import start_ops_server
 from schema.settings import Settings
 from schema.tasks import DELIVER_NOTIFICATION, NOTIFY_QUEUE, SWEEP_NOTIFICATIONS, make_celery
 
@@ -41,9 +41,9 @@ class _LazyDispatcher:
             return self._dispatcher
 
 
-def create_celery_app(settings: Settings) -> Celery:
+def create_celery_app(settings: Settings, dispatchers: _LazyDispatcher | None = None) -> Celery:
     app = make_celery(settings, "condense-notifier")
-    dispatchers = _LazyDispatcher(settings)
+    dispatchers = dispatchers or _LazyDispatcher(settings)
     interval_s = settings.notifier.sweep_interval_s
 
     @app.task(name=DELIVER_NOTIFICATION, ignore_result=True, shared=False)
@@ -71,12 +71,32 @@ def create_celery_app(settings: Settings) -> Celery:
     return app
 
 
+_BROKER_CHECK_TIMEOUT_S = 2.0
+
+
+def broker_status(app: Celery) -> str:
+    """ "ok", or why Celery's broker cannot be reached, for health endpoints."""
+    try:
+        # A fresh connection with a single try: the worker's own connection retries forever and
+        # would hang a probe. Redis and AMQP really connect (Redis pings); the SQLAlchemy
+        # transport of the embedded stack connects lazily, so there this only proves the URL.
+        with app.connection_for_read(connect_timeout=_BROKER_CHECK_TIMEOUT_S) as conn:
+            conn.ensure_connection(max_retries=0, timeout=_BROKER_CHECK_TIMEOUT_S)
+    except Exception as exc:
+        return f"error: {type(exc).__name__}"
+    return "ok"
+
+
 def run(settings: Settings) -> int:
     """Run the notifier until it is stopped; return the exit status."""
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
-    if settings.notifier.metrics_port:
-        start_http_server(settings.notifier.metrics_port)
-    app = create_celery_app(settings)
+    dispatchers = _LazyDispatcher(settings)
+    app = create_celery_app(settings, dispatchers)
+
+    def readiness() -> dict[str, str]:
+        return {"db": database_status(dispatchers.get().engine), "broker": broker_status(app)}
+
+    start_ops_server(settings.notifier.metrics_port, readiness)
     worker = app.Worker(
         beat=True,
         # Threads, not processes: attempts wait on the network, and one process keeps one
@@ -86,6 +106,8 @@ def run(settings: Settings) -> int:
         queues=[NOTIFY_QUEUE],
         loglevel=settings.logging.level,
         hostname=f"condense-notifier-{os.getpid()}@{socket.gethostname()}",
+        # Celery prints its banner straight to stdout; in a stream of JSON lines it is noise.
+        quiet=settings.logging.format == "json",
     )
     log.info("notifier starting: sweeping every %.1f s", settings.notifier.sweep_interval_s)
     worker.start()

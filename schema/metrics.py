@@ -1,7 +1,7 @@
 """Prometheus metrics shared by every component, so the dashboards see one set of names.
 
-Each process exposes its own registry: the gateway at ``/metrics`` on its HTTP port, workers and
-the notifier on ``metrics_port`` (see :mod:`schema.opsserver`).
+Each process exposes its own registry: the gateway at ``/metrics`` on its HTTP port, the relay,
+workers and the notifier on ``metrics_port`` (see :mod:`schema.opsserver`).
 """
 
 from __future__ import annotations
@@ -41,4 +41,8 @@ INFERENCE_SECONDS = Histogram(
 )
 QUEUE_WAIT_SECONDS = Histogram(
     "condense_queue_wait_seconds", "Time from submit to a worker starting the job.", buckets=_LONG_BUCKETS_S
+)
+OUTBOX_PENDING = Gauge(
+    "condense_outbox_pending",
+    "Job ids committed but not yet published to Kafka, counted by the relay at each sweep.",
 )

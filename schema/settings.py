@@ -70,7 +70,11 @@ class CelerySettings(_Section):
 class MicroBatchSettings(_Section):
     max_batch: int = Field(default=16, ge=1, description="Most requests in one inference batch.")
     max_batch_tokens: int = Field(default=8_192, ge=1)
-    max_wait_ms: float = Field(default=5.0, ge=0, description="Longest a request waits for company.")
+    max_wait_ms: float = Field(
+        default=1.0,
+        ge=0,
+        description="Longest a lone request waits for company; under load batches fill anyway.",
+    )
     max_queue: int = Field(default=256, ge=1, description="Requests waiting beyond this get 503.")
 
 
@@ -139,6 +143,12 @@ class WorkerSettings(_Section):
     )
     metrics_port: int = Field(
         default=9101, ge=0, le=65535, description="Port of /metrics, /healthz, /readyz."
+    )
+
+
+class RelaySettings(_Section):
+    metrics_port: int = Field(
+        default=9103, ge=0, le=65535, description="Port of /metrics, /healthz, /readyz; 0 turns them off."
     )
 
 
@@ -212,6 +222,7 @@ class Settings(BaseSettings):
     celery: CelerySettings = Field(default_factory=CelerySettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     summarizer: SummarizerSettings = Field(default_factory=SummarizerSettings)
+    relay: RelaySettings = Field(default_factory=RelaySettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     notifier: NotifierSettings = Field(default_factory=NotifierSettings)
     batches: BatchUploadSettings = Field(default_factory=BatchUploadSettings)

@@ -125,6 +125,7 @@ def run(settings: Settings) -> int:
         without_heartbeat=True,
         without_mingle=True,
         without_gossip=True,
+        quiet=settings.logging.format == "json",
         hostname=f"condense-worker-{os.getpid()}@{socket.gethostname()}",
     )
     worker.start()

@@ -13,7 +13,7 @@ from tests.fixtures.receivers import WebhookReceiver, webhook_receiver
 
 # The shared fixtures are imported by name, which the test parameters then shadow.
 # ruff: noqa: F401, F811
-from tests.integration.test_notifier_delivery import db_url, delivery, engine, finish_job, make_settings
+from tests.integration.test_notifier_delivery import delivery, engine, finish_job, make_settings
 
 
 def test_a_nudged_delivery_and_a_sweep_go_through_a_real_worker(

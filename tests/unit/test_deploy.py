@@ -54,6 +54,7 @@ METRICS: dict[str, tuple[str, frozenset[str]]] = {
     "condense_queue_wait_seconds": ("histogram", frozenset()),
     "condense_notifications_total": ("counter", frozenset({"channel", "outcome"})),
     "condense_job_failures_total": ("counter", frozenset({"code"})),
+    "condense_outbox_pending": ("gauge", frozenset()),
 }
 # Labels Prometheus itself attaches to every scraped series.
 TARGET_LABELS = frozenset({"job", "instance", "component"})
@@ -384,19 +385,22 @@ def test_probes_and_ports_follow_the_settings(
     settings = Settings(**_configmap_settings(objects, "-config"))
     expected_ports = {
         "gateway": settings.gateway.port,
+        "relay": settings.relay.metrics_port,
         "worker": settings.worker.metrics_port,
         "notifier": settings.notifier.metrics_port,
     }
     for component, port in expected_ports.items():
-        (container,) = _containers(_find(objects, "Deployment", f"-{component}"))
+        deployment = _find(objects, "Deployment", f"-{component}")
+        (container,) = _containers(deployment)
         ports = {p["name"]: p["containerPort"] for p in container["ports"]}
         assert list(ports.values()) == [port]
         assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
         assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
         for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
             assert container[probe]["httpGet"]["port"] in ports
-    (relay,) = _containers(_find(objects, "Deployment", "-relay"))
-    assert "livenessProbe" not in relay and "ports" not in relay
+        if component != "gateway":
+            annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+            assert annotations["prometheus.io/port"] == str(port), component
 
 
 def test_gateway_service_and_hpa(manifests: dict[str, list[dict[str, Any]]]) -> None:
@@ -711,9 +715,10 @@ def test_compose_settings_are_real_fields(compose: dict[str, Any], tmp_path: Pat
         assert settings.database.url.split("@")[1].split(":")[0] in services
         assert settings.kafka.bootstrap_servers.split(":")[0] in services
         assert settings.celery.broker_url.split("//")[1].split(":")[0] in services
-        if name in {"gateway", "worker", "notifier"}:
+        if name != "migrate":
             port = {
                 "gateway": settings.gateway.port,
+                "relay": settings.relay.metrics_port,
                 "worker": settings.worker.metrics_port,
                 "notifier": settings.notifier.metrics_port,
             }[name]
@@ -740,6 +745,7 @@ def test_prometheus_scrapes_the_components(compose: dict[str, Any]) -> None:
     settings = load_settings(DEPLOY / "condense.compose.yaml", {})
     ports = {
         "gateway": settings.gateway.port,
+        "relay": settings.relay.metrics_port,
         "worker": settings.worker.metrics_port,
         "notifier": settings.notifier.metrics_port,
     }
@@ -849,6 +855,7 @@ def test_dashboard_has_the_operational_panels() -> None:
         "inference time",
         "queue wait",
         "deliveries by outcome",
+        "outbox",
     ):
         assert words in titles, words
 

@@ -78,6 +78,10 @@ app.kubernetes.io/component: {{ .component }}
 {{- dig "worker" "metrics_port" 9101 .Values.config }}
 {{- end }}
 
+{{- define "condense.relayMetricsPort" -}}
+{{- dig "relay" "metrics_port" 9103 .Values.config }}
+{{- end }}
+
 {{- define "condense.notifierMetricsPort" -}}
 {{- dig "notifier" "metrics_port" 9102 .Values.config }}
 {{- end }}
