@@ -15,7 +15,7 @@ import threading
 import time
 from pathlib import Path
 
-from condense.stack import Child, free_port, tansu_binary, wait_for_http, wait_for_port
+from condense.stack import Child, broker_command, free_port, wait_for_http, wait_for_port
 from schema.db import upgrade
 from schema.settings import Settings
 
@@ -50,20 +50,7 @@ def run_dev_stack(settings: Settings, *, port: int | None, config_path: str | No
         env["CONDENSE_CONFIG"] = str(Path(config_path).resolve())
     condense = [sys.executable, "-m", "condense"]
     children = [
-        Child(
-            "broker",
-            [
-                tansu_binary(),
-                "broker",
-                "--listener-url",
-                f"tcp://{bootstrap}",
-                "--advertised-listener-url",
-                f"tcp://{bootstrap}",
-                "--storage-engine",
-                "memory://tansu/",
-            ],
-            log_dir / "broker.log",
-        ),
+        Child("broker", broker_command(bootstrap), log_dir / "broker.log"),
         Child("gateway", [*condense, "gateway"], log_dir / "gateway.log"),
         Child("relay", [*condense, "relay"], log_dir / "relay.log"),
         Child("worker", [*condense, "worker"], log_dir / "worker.log"),

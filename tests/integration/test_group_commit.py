@@ -12,29 +12,13 @@ from sqlalchemy.exc import IntegrityError
 from gateway.errors import GatewayRetryableError
 from gateway.submit import GroupCommitter
 from schema.db import make_async_engine
-from schema.models import new_id, outbox_table, utcnow
+from schema.models import new_id, outbox_table
 from schema.settings import DatabaseSettings
+from tests.builders import job_values
 
 
 def job_row(job_id: str | None = None) -> dict[str, Any]:
-    now = utcnow()
-    return {
-        "id": job_id or new_id(),
-        "tenant": "acme",
-        "status": "queued",
-        "route": "async",
-        "lane": "interactive",
-        "input_text": "text",
-        "input_tokens": 0,
-        "params": {},
-        "metadata": {},
-        "attempts": 0,
-        "progress_done": 0,
-        "progress_total": 0,
-        "cancel_requested": False,
-        "created_at": now,
-        "updated_at": now,
-    }
+    return job_values(id=job_id or new_id())
 
 
 async def count(engine: Any, table: Any) -> int:

@@ -13,8 +13,6 @@ from sqlalchemy import Engine, create_engine, func, insert, select, update
 from schema.db import sync_url
 from schema.jobs import BatchStatus
 from schema.models import (
-    JobStatus,
-    Lane,
     NotificationDelivery,
     batches_table,
     jobs_table,
@@ -24,6 +22,7 @@ from schema.models import (
 from schema.settings import RetryStrategySettings
 from summarizer.errors import InvalidDocumentError, SummarizerRetryableError
 from summarizer.testing import FakeSummarizer
+from tests.builders import job_values
 from workers.execution import JobExecutor
 
 RETRY = RetryStrategySettings(max_attempts=3, base_delay_s=0.0, max_delay_s=0.0)
@@ -38,29 +37,10 @@ def engine(db_url: str) -> Iterator[Engine]:
 
 
 def add_job(engine: Engine, text: str, **fields: Any) -> str:
-    job_id = new_id()
-    now = utcnow()
-    values = {
-        "id": job_id,
-        "tenant": "acme",
-        "status": JobStatus.QUEUED.value,
-        "route": "async",
-        "lane": Lane.INTERACTIVE.value,
-        "input_text": text,
-        "input_tokens": 0,
-        "params": {},
-        "metadata": {},
-        "attempts": 0,
-        "progress_done": 0,
-        "progress_total": 0,
-        "cancel_requested": False,
-        "created_at": now,
-        "updated_at": now,
-        **fields,
-    }
+    values = job_values(input_text=text, **fields)
     with engine.begin() as conn:
         conn.execute(insert(jobs_table), [values])
-    return job_id
+    return str(values["id"])
 
 
 def job(engine: Engine, job_id: str) -> dict[str, Any]:
