@@ -69,7 +69,7 @@ class CelerySettings(_Section):
 
 class MicroBatchSettings(_Section):
     max_batch: int = Field(default=16, ge=1, description="Most requests in one inference batch.")
-    max_batch_tokens: int = Field(default=8_192, ge=1)
+    max_batch_tokens: int = Field(default=8_192, ge=1, description="Token budget of one sync batch.")
     max_wait_ms: float = Field(
         default=1.0,
         ge=0,
@@ -153,18 +153,20 @@ class RelaySettings(_Section):
 
 
 class SmtpSettings(_Section):
-    host: str = "127.0.0.1"
-    port: int = Field(default=25, ge=0, le=65535)
-    username: str | None = None
-    password: SecretStr | None = None
-    use_tls: bool = False
-    start_tls: bool = False
-    timeout_s: float = Field(default=15.0, gt=0)
-    from_address: str = "condense@localhost"
+    host: str = Field(default="127.0.0.1", description="SMTP server.")
+    port: int = Field(
+        default=25, ge=0, le=65535, description="SMTP port (465 with use_tls, 587 with start_tls)."
+    )
+    username: str | None = Field(default=None, description="Login, when the server wants one.")
+    password: SecretStr | None = Field(default=None, description="Password; masked by `config show`.")
+    use_tls: bool = Field(default=False, description="TLS from the first byte (port 465).")
+    start_tls: bool = Field(default=False, description="Upgrade with STARTTLS after connecting.")
+    timeout_s: float = Field(default=15.0, gt=0, description="Timeout of one SMTP exchange.")
+    from_address: str = Field(default="condense@localhost", description="Sender of notification emails.")
 
 
 class NotifierSettings(_Section):
-    webhook_timeout_s: float = Field(default=15.0, gt=0)
+    webhook_timeout_s: float = Field(default=15.0, gt=0, description="Timeout of one webhook attempt.")
     retry_schedule_s: list[float] = Field(
         default=[5, 300, 1_800, 7_200, 18_000, 36_000, 50_400, 72_000, 86_400],
         description="Wait before each retry; the Standard Webhooks schedule by default.",
@@ -172,9 +174,11 @@ class NotifierSettings(_Section):
     allow_loopback: bool = Field(default=False, description="Let webhooks target loopback (tests, dev).")
     allow_private: bool = Field(default=False, description="Let webhooks target private networks.")
     http_allowlist: list[str] = Field(default_factory=list, description="Hosts that may use plain http.")
-    max_inline_summary_bytes: int = Field(default=65_536, ge=0)
+    max_inline_summary_bytes: int = Field(
+        default=65_536, ge=0, description="Longer summaries are sent as a link (summary_url) instead."
+    )
     public_base_url: str = Field(default="http://127.0.0.1:8000", description="Base of links in payloads.")
-    sweep_interval_s: float = Field(default=5.0, gt=0)
+    sweep_interval_s: float = Field(default=5.0, gt=0, description="How often due deliveries are looked for.")
     webhook_secrets: list[SecretStr] = Field(
         default_factory=list,
         description="whsec_ secrets that sign webhooks whose job names none; during a rotation list the"
@@ -195,7 +199,9 @@ class NotifierSettings(_Section):
         description="Most due deliveries one sweep takes on; the next sweep takes the rest.",
     )
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
-    metrics_port: int = Field(default=9102, ge=0, le=65535)
+    metrics_port: int = Field(
+        default=9102, ge=0, le=65535, description="Port of /metrics, /healthz, /readyz."
+    )
 
 
 class BatchUploadSettings(_Section):
