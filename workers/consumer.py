@@ -26,6 +26,14 @@ _MAX_POLL_INTERVAL_MS = 30 * 60 * 1000
 
 
 class BatchConsumer:
+    """Two consumers, one per lane, so interactive jobs never queue behind a bulk upload.
+
+    The interactive topic is polled first, briefly; the bulk topic only when it had nothing. Each
+    lane has its own consumer group (``<group>`` and ``<group>.bulk``) so each keeps its own
+    offsets. Pausing bulk partitions inside one consumer was tried first: kafka-python stopped
+    fetching them for good after a resume, stalling uploads.
+    """
+
     def __init__(
         self,
         settings: Settings,
@@ -36,81 +44,68 @@ class BatchConsumer:
         self.settings = settings
         self.executor = executor
         self.on_outcome = on_outcome
-        self._consumer: KafkaConsumer | None = None
-        self._lane = "mixed"
+        self._lanes: dict[str, KafkaConsumer] = {}
         self.batches = 0
         self.jobs_seen = 0
 
-    def _connect(self) -> KafkaConsumer:
-        if self._consumer is None:
+    def _make_consumer(self, topic: str, group_id: str, *, fetch_max_wait_ms: int) -> KafkaConsumer:
+        kafka = self.settings.kafka
+        consumer = KafkaConsumer(
+            bootstrap_servers=kafka.bootstrap_servers,
+            group_id=group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=kafka.session_timeout_ms,
+            heartbeat_interval_ms=kafka.heartbeat_interval_ms,
+            request_timeout_ms=max(kafka.request_timeout_ms, kafka.session_timeout_ms + 5_000),
+            max_poll_records=self.settings.worker.max_batch,
+            max_poll_interval_ms=_MAX_POLL_INTERVAL_MS,
+            # Topics re-created after a broker lost its data must be noticed quickly.
+            metadata_max_age_ms=5_000,
+            fetch_max_wait_ms=fetch_max_wait_ms,
+        )
+        consumer.subscribe([topic])
+        return consumer
+
+    def _connect(self) -> dict[str, KafkaConsumer]:
+        if not self._lanes:
             kafka = self.settings.kafka
-            consumer = KafkaConsumer(
-                bootstrap_servers=kafka.bootstrap_servers,
-                group_id=kafka.consumer_group,
-                enable_auto_commit=False,
-                auto_offset_reset="earliest",
-                session_timeout_ms=kafka.session_timeout_ms,
-                heartbeat_interval_ms=kafka.heartbeat_interval_ms,
-                request_timeout_ms=max(kafka.request_timeout_ms, kafka.session_timeout_ms + 5_000),
-                max_poll_records=self.settings.worker.max_batch,
-                max_poll_interval_ms=_MAX_POLL_INTERVAL_MS,
-                # Topics re-created after a broker lost its data must be noticed quickly.
-                metadata_max_age_ms=5_000,
-            )
-            consumer.subscribe([kafka.topic, kafka.bulk_topic])
-            self._consumer = consumer
-        return self._consumer
+            self._lanes = {
+                # The interactive lane is polled for a few milliseconds between bulk batches; a
+                # broker holding its fetch for the default 500 ms would make it miss new jobs.
+                "interactive": self._make_consumer(kafka.topic, kafka.consumer_group, fetch_max_wait_ms=5),
+                "bulk": self._make_consumer(
+                    kafka.bulk_topic, f"{kafka.consumer_group}.bulk", fetch_max_wait_ms=500
+                ),
+            }
+        return self._lanes
 
     @property
     def connected(self) -> bool:
-        return self._consumer is not None
+        return bool(self._lanes)
 
     def close(self) -> None:
-        if self._consumer is not None:
+        for consumer in self._lanes.values():
             try:
-                self._consumer.close(autocommit=False)
+                consumer.close(autocommit=False)
             except Exception as exc:
-                log.debug("closing the consumer: %s", exc)
-            self._consumer = None
+                log.debug("closing a consumer: %s", exc)
+        self._lanes = {}
 
-    def _poll_first(self, consumer: KafkaConsumer) -> list[Any]:
-        """Interactive jobs first: bulk partitions are paused while the interactive topic has work."""
-        worker = self.settings.worker
-        bulk = [tp for tp in consumer.assignment() if tp.topic == self.settings.kafka.bulk_topic]
-        if bulk:
-            consumer.pause(*bulk)
-            interactive = consumer.poll(timeout_ms=20, max_records=worker.max_batch)
-            consumer.resume(*bulk)
-            records = [record for batch in interactive.values() for record in batch]
-            if records:
-                self._lane = "interactive"
-                return records
-        polled = consumer.poll(timeout_ms=500, max_records=worker.max_batch)
-        records = [record for batch in polled.values() for record in batch]
-        self._lane = "mixed"
-        return records
-
-    def _poll_batch(self, consumer: KafkaConsumer) -> list[Any]:
+    def _poll_batch(self, consumer: KafkaConsumer, first_wait_ms: int) -> list[Any]:
         """Up to ``max_batch`` records, waiting at most ``max_wait_ms`` once the first arrived."""
         worker = self.settings.worker
-        records = self._poll_first(consumer)
+        first = consumer.poll(timeout_ms=first_wait_ms, max_records=worker.max_batch)
+        records = [record for batch in first.values() for record in batch]
         if not records:
             return records
         deadline = time.monotonic() + worker.max_wait_ms / 1000
-        bulk = [tp for tp in consumer.assignment() if tp.topic == self.settings.kafka.bulk_topic]
-        if self._lane == "interactive" and bulk:
-            consumer.pause(*bulk)
-        try:
-            while len(records) < worker.max_batch:
-                remaining_ms = int((deadline - time.monotonic()) * 1000)
-                if remaining_ms <= 0:
-                    break
-                more = consumer.poll(timeout_ms=remaining_ms, max_records=worker.max_batch - len(records))
-                for batch in more.values():
-                    records.extend(batch)
-        finally:
-            if self._lane == "interactive" and bulk:
-                consumer.resume(*bulk)
+        while len(records) < worker.max_batch:
+            remaining_ms = int((deadline - time.monotonic()) * 1000)
+            if remaining_ms <= 0:
+                break
+            more = consumer.poll(timeout_ms=remaining_ms, max_records=worker.max_batch - len(records))
+            records.extend(record for batch in more.values() for record in batch)
         return records
 
     @staticmethod
@@ -123,9 +118,16 @@ class BatchConsumer:
             CONSUMER_LAG.labels(topic=tp.topic, partition=str(tp.partition)).set(lag)
 
     def run_once(self) -> BatchOutcome | None:
-        consumer = self._connect()
-        records = self._poll_batch(consumer)
-        self._report_lag(consumer)
+        lanes = self._connect()
+        consumer = lanes["interactive"]
+        # Until the interactive consumer holds its partitions, give its poll time to finish
+        # joining the group; afterwards a glance between bulk batches is enough.
+        records = self._poll_batch(consumer, first_wait_ms=20 if consumer.assignment() else 1_000)
+        if not records:
+            consumer = lanes["bulk"]
+            records = self._poll_batch(consumer, first_wait_ms=400)
+        for lane in lanes.values():
+            self._report_lag(lane)
         if not records:
             return None
         job_ids = [record.value.decode() for record in records if record.value]

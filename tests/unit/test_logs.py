@@ -127,7 +127,10 @@ def test_configure_logging_stamps_the_component(fmt: str, monkeypatch: pytest.Mo
     configure_logging(LoggingSettings(format=fmt, level="INFO"), "relay")  # type: ignore[arg-type]
     logging.getLogger("some.library").info("published %d", 3)
     logging.getLogger("condense.test").info("mine", extra={"component": "override"})
-    warnings.warn_explicit("deprecated knob", UserWarning, "lib.py", 7)
+    with warnings.catch_warnings():
+        # Libraries imported by earlier tests may have filtered UserWarning away globally.
+        warnings.simplefilter("always")
+        warnings.warn_explicit("deprecated knob", UserWarning, "lib.py", 7)
     first, second, third = [line for line in stream.getvalue().splitlines() if line]
     if fmt == "json":
         assert json.loads(first)["component"] == "relay"
