@@ -92,6 +92,9 @@ def configure_logging(settings: LoggingSettings, component: str) -> None:
     root.setLevel(settings.level)
     # Library warnings (Celery's, for one) would otherwise bypass the handler as raw stderr text
     # and break a stream of JSON lines.
+    # Off first: if something (Celery's log setup, say) captured warnings before and the hook was
+    # since replaced, a plain True would see "already captured" and do nothing.
+    logging.captureWarnings(False)
     logging.captureWarnings(True)
     # kafka-python logs every reconnect at INFO/WARNING; its own errors reach us as exceptions.
     logging.getLogger("kafka").setLevel(max(logging.ERROR, root.level))
