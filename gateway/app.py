@@ -75,6 +75,7 @@ async def _load_model(state: GatewayState, factory: SummarizerFactory) -> None:
         run_batch=run_batch,
         cost=lambda item: max(1, len(item[0]) // 4),
         max_batch=micro.max_batch,
+        workers=micro.workers,
         max_batch_tokens=micro.max_batch_tokens,
         max_wait_ms=micro.max_wait_ms,
         max_queue=micro.max_queue,

@@ -76,6 +76,12 @@ class MicroBatchSettings(_Section):
         description="Longest a lone request waits for company; under load batches fill anyway.",
     )
     max_queue: int = Field(default=256, ge=1, description="Requests waiting beyond this get 503.")
+    workers: int = Field(
+        default=2,
+        ge=1,
+        description="Batches in flight at once, so one batch's Python work overlaps another's inference "
+        "(measured on 2 cores: 2.4-2.6x the throughput of one request at a time, against ~1.8x with one).",
+    )
 
 
 class GatewaySettings(_Section):
