@@ -12,16 +12,25 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
-from sqlalchemy import Engine, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, delete, exists, func, insert, select, update
 
 from schema.db import database_status, is_sqlite, make_engine
 from schema.metrics import OUTBOX_PENDING
-from schema.models import JobStatus, Lane, jobs_table, outbox_table, utcnow
+from schema.models import (
+    FINAL_STATUSES,
+    JobStatus,
+    Lane,
+    batches_table,
+    deliveries_table,
+    jobs_table,
+    outbox_table,
+    utcnow,
+)
 from schema.opsserver import start_ops_server
 from schema.settings import Settings
 
@@ -29,10 +38,15 @@ log = logging.getLogger(__name__)
 
 _JOBS = jobs_table
 _OUTBOX = outbox_table
+_BATCHES = batches_table
+_DELIVERIES = deliveries_table
+_SWEEP_LIMIT = 5_000
+FINAL_VALUES = tuple(status.value for status in FINAL_STATUSES)
 _IDLE_SLEEP_MAX_S = 0.1
 
 
-def ensure_topics(settings: Settings) -> None:
+def ensure_topics(settings: Settings) -> list[str]:
+    """Create the job topics that are missing; returns the names created."""
     kafka = settings.kafka
     admin = KafkaAdminClient(
         bootstrap_servers=kafka.bootstrap_servers, request_timeout_ms=kafka.request_timeout_ms
@@ -49,6 +63,7 @@ def ensure_topics(settings: Settings) -> None:
                 admin.create_topics(wanted)
             except TopicAlreadyExistsError:
                 pass
+        return [topic.name for topic in wanted]
     finally:
         admin.close()
 
@@ -64,11 +79,23 @@ class OutboxRelay:
         self.republished = 0
         # Why the last round of run() failed (exception type only), None while rounds succeed.
         self.last_error: str | None = None
+        # Highest offset the broker acknowledged per partition: a later, lower one means the log
+        # was reset (a broker that lost its data), and every queued job must be published again.
+        self._acknowledged: dict[tuple[str, int], int] = {}
+        self._republish_before: datetime | None = None
+
+    def _lost_data(self, why: str) -> None:
+        if self._republish_before is None:
+            log.warning("the broker lost published job ids (%s); republishing every queued job", why)
+        self._republish_before = utcnow()
 
     def _connect(self) -> KafkaProducer:
         if self._producer is None:
             kafka = self.settings.kafka
-            ensure_topics(self.settings)
+            created = ensure_topics(self.settings)
+            seen = {topic for topic, _partition in self._acknowledged}
+            if seen.intersection(created):
+                self._lost_data(f"topics {sorted(seen.intersection(created))} had vanished")
             self._producer = KafkaProducer(
                 bootstrap_servers=kafka.bootstrap_servers,
                 acks="all",
@@ -110,11 +137,20 @@ class OutboxRelay:
             sent = []
             for row, future in zip(rows, futures, strict=True):
                 try:
-                    future.get(timeout=0)
+                    acknowledged = future.get(timeout=0)
                 except Exception as exc:
                     log.warning("publishing job %s failed: %s", row.job_id, exc)
                     continue
                 sent.append(row.id)
+                partition = (acknowledged.topic, acknowledged.partition)
+                if acknowledged.offset < self._acknowledged.get(partition, -1):
+                    self._lost_data(
+                        f"{partition[0]}[{partition[1]}] went back to offset {acknowledged.offset}"
+                    )
+                    self._acknowledged.clear()
+                self._acknowledged[partition] = max(
+                    acknowledged.offset, self._acknowledged.get(partition, -1)
+                )
             if sent:
                 conn.execute(delete(_OUTBOX).where(_OUTBOX.c.id.in_(sent)))
         self.published += len(sent)
@@ -123,10 +159,12 @@ class OutboxRelay:
         return len(sent)
 
     def sweep(self) -> int:
-        """Republish jobs that sat queued too long and hand back jobs abandoned while running."""
+        """Republish jobs Kafka may have lost, hand back abandoned ones, purge expired results."""
         worker = self.settings.worker
         now = utcnow()
-        stale_queued = now - timedelta(seconds=worker.requeue_after_s)
+        # After a detected loss every queued job goes out again; otherwise only those queued for
+        # so long that something must have gone wrong unnoticed.
+        republish_before = self._republish_before or now - timedelta(seconds=worker.requeue_after_s)
         stale_running = now - timedelta(seconds=worker.running_timeout_s)
         kafka = self.settings.kafka
         with self.engine.begin() as conn:
@@ -136,11 +174,13 @@ class OutboxRelay:
                 .where(
                     _JOBS.c.status == JobStatus.QUEUED.value,
                     _JOBS.c.route == "async",
-                    _JOBS.c.updated_at < stale_queued,
+                    _JOBS.c.updated_at < republish_before,
                     _JOBS.c.id.not_in(pending),
                 )
-                .limit(5_000)
+                .limit(_SWEEP_LIMIT)
             ).all()
+            if self._republish_before is not None and len(queued) < _SWEEP_LIMIT:
+                self._republish_before = None
             abandoned = conn.execute(
                 update(_JOBS)
                 .where(_JOBS.c.status == JobStatus.RUNNING.value, _JOBS.c.updated_at < stale_running)
@@ -148,25 +188,54 @@ class OutboxRelay:
                 .returning(_JOBS.c.id, _JOBS.c.lane)
             ).all()
             rows = list(queued) + list(abandoned)
-            if not rows:
-                return 0
             ids = [row.id for row in queued]
             if ids:
                 conn.execute(update(_JOBS).where(_JOBS.c.id.in_(ids)).values(updated_at=now))
-            conn.execute(
-                insert(_OUTBOX),
-                [
-                    {
-                        "job_id": row.id,
-                        "topic": kafka.bulk_topic if row.lane == Lane.BULK.value else kafka.topic,
-                        "created_at": now,
-                    }
-                    for row in rows
-                ],
-            )
-        log.info("sweeper requeued %d stale and %d abandoned jobs", len(queued), len(abandoned))
+            if rows:
+                conn.execute(
+                    insert(_OUTBOX),
+                    [
+                        {
+                            "job_id": row.id,
+                            "topic": kafka.bulk_topic if row.lane == Lane.BULK.value else kafka.topic,
+                            "created_at": now,
+                        }
+                        for row in rows
+                    ],
+                )
+            purged = self._purge_expired(conn, now)
+        if rows:
+            log.info("sweeper requeued %d queued and %d abandoned jobs", len(queued), len(abandoned))
+        if purged:
+            log.info("sweeper purged %d jobs past the retention period", purged)
         self.republished += len(rows)
         return len(rows)
+
+    def _purge_expired(self, conn: Connection, now: datetime) -> int:
+        retention_days = self.settings.database.retention_days
+        if retention_days <= 0:
+            return 0
+        cutoff = now - timedelta(days=retention_days)
+        expired = [
+            row.id
+            for row in conn.execute(
+                select(_JOBS.c.id)
+                .where(_JOBS.c.status.in_(FINAL_VALUES), _JOBS.c.finished_at < cutoff)
+                .limit(_SWEEP_LIMIT)
+            )
+        ]
+        if expired:
+            # Attempts go with their deliveries (ON DELETE CASCADE).
+            conn.execute(delete(_DELIVERIES).where(_DELIVERIES.c.job_id.in_(expired)))
+            conn.execute(delete(_JOBS).where(_JOBS.c.id.in_(expired)))
+        finished_batches = select(_BATCHES.c.id).where(
+            _BATCHES.c.finished_at < cutoff, ~exists().where(_JOBS.c.batch_id == _BATCHES.c.id)
+        )
+        batch_ids = [row.id for row in conn.execute(finished_batches.limit(_SWEEP_LIMIT))]
+        if batch_ids:
+            conn.execute(delete(_DELIVERIES).where(_DELIVERIES.c.batch_id.in_(batch_ids)))
+            conn.execute(delete(_BATCHES).where(_BATCHES.c.id.in_(batch_ids)))
+        return len(expired)
 
     def pending(self) -> int:
         with self.engine.connect() as conn:

@@ -39,6 +39,11 @@ class DatabaseSettings(_Section):
         description="Submits arriving within this window share one INSERT transaction.",
     )
     group_commit_max_rows: int = Field(default=256, ge=1, description="Most submits in one transaction.")
+    retention_days: float = Field(
+        default=0,
+        ge=0,
+        description="Finished jobs older than this are deleted by the relay's sweeper; 0 keeps all.",
+    )
 
 
 class KafkaSettings(_Section):
@@ -142,7 +147,10 @@ class WorkerSettings(_Section):
     max_wait_ms: int = Field(default=200, ge=0, description="Longest the consumer waits to fill a batch.")
     retry: RetryStrategySettings = Field(default_factory=RetryStrategySettings)
     requeue_after_s: float = Field(
-        default=120.0, gt=0, description="Queued jobs older than this are published again by the sweeper."
+        default=1_800.0,
+        gt=0,
+        description="Queued jobs older than this are published again, a last resort: a broker that lost "
+        "its data is noticed at once and every queued job republished then.",
     )
     running_timeout_s: float = Field(
         default=900.0, gt=0, description="A running job untouched this long is handed back to the queue."

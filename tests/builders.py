@@ -24,8 +24,12 @@ def job_values(**overrides: Any) -> dict[str, Any]:
         "progress_done": 0,
         "progress_total": 0,
         "cancel_requested": False,
+        "batch_id": None,
+        "custom_id": None,
         "created_at": now,
         "updated_at": now,
+        "started_at": None,
+        "finished_at": None,
     }
     values.update(overrides)
     return values

@@ -62,7 +62,8 @@ def test_worker_killed_mid_batch_loses_nothing_and_stores_once(
 
 
 def test_broker_restarted_empty_loses_no_job(pipeline: PipelineFactory, sqlite_url: str) -> None:
-    run = pipeline(sqlite_url, workers=0, env={"CONDENSE_WORKER__REQUEUE_AFTER_S": "3"})
+    # The default requeue_after_s (30 minutes) is left alone: the relay must notice the loss itself.
+    run = pipeline(sqlite_url, workers=0)
     before = [run.submit(make_document(seed), mode="async") for seed in range(30)]
     engine = create_engine(sync_url(sqlite_url))
     deadline = time.monotonic() + 30
