@@ -15,6 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.auth import Authenticator, is_loopback_host
+from gateway.endpoint_cache import EndpointCache
 from gateway.errors import GatewayConfigError, install_error_handlers
 from gateway.microbatch import MicroBatcher
 from gateway.observability import install_metrics
@@ -40,6 +41,7 @@ class GatewayState:
     engine: AsyncEngine
     committer: GroupCommitter
     auth: Authenticator
+    endpoints: EndpointCache
     summarizer: Summarizer | None = None
     batcher: MicroBatcher[tuple[str, SummaryParams], Any] | None = None
     model_error: str | None = None
@@ -128,7 +130,9 @@ def create_app(settings: Settings, *, summarizer_factory: SummarizerFactory | No
             window_ms=settings.database.group_commit_window_ms,
             max_rows=settings.database.group_commit_max_rows,
         )
-        state = GatewayState(settings=settings, engine=engine, committer=committer, auth=auth)
+        state = GatewayState(
+            settings=settings, engine=engine, committer=committer, auth=auth, endpoints=EndpointCache(engine)
+        )
         app.state.gateway = state
         loader = asyncio.create_task(_load_model(state, factory))
         state.background.add(loader)
@@ -152,10 +156,12 @@ def create_app(settings: Settings, *, summarizer_factory: SummarizerFactory | No
     install_metrics(app)
 
     from gateway.batches import router as batches_router
+    from gateway.endpoints import router as endpoints_router
     from gateway.routes import router
 
     app.include_router(router)
     app.include_router(batches_router)
+    app.include_router(endpoints_router)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> JSONResponse:

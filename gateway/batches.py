@@ -16,7 +16,7 @@ from sqlalchemy import Connection, insert, select, update
 from gateway.app import GatewayState
 from gateway.deps import StateDep, TenantDep
 from gateway.errors import Conflict, GatewayRetryableError, InvalidRequest, NotFound
-from gateway.routes import decode_cursor, encode_cursor, validate_webhook
+from gateway.routes import decode_cursor, encode_cursor, resolve_webhook
 from gateway.uploads import Document, parse_upload
 from gateway.uploads import UploadFile as UploadedFile
 from schema.api import BatchCounts, BatchPublic, WebhookTarget
@@ -93,7 +93,7 @@ async def create_batch(
             WebhookTarget(url=webhook_url, secret=webhook_secret)
         except ValidationError as exc:
             raise InvalidRequest(f"webhook: {exc.errors()[0]['msg']}") from exc
-        await validate_webhook(settings, webhook_url, webhook_secret)
+    webhook_url, webhook_secret = await resolve_webhook(state, tenant, webhook_url, webhook_secret)
     if email is not None:
         try:
             _EMAIL.validate_python(email)

@@ -77,6 +77,22 @@ async def validate_webhook(settings: Settings, url: str, secret: str | None) -> 
     )
 
 
+async def resolve_webhook(
+    state: GatewayState, tenant: str, url: str | None, secret: str | None
+) -> tuple[str | None, str | None]:
+    """The webhook a job notifies: its own, else the tenant's default endpoint, else none.
+
+    A job's own URL without a secret is signed with the tenant endpoint's secret when there is one.
+    """
+    endpoint = await state.endpoints.get(tenant)
+    if url is None:
+        return endpoint if endpoint is not None else (None, None)
+    if secret is None and endpoint is not None:
+        secret = endpoint[1]
+    await validate_webhook(state.settings, url, secret)
+    return url, secret
+
+
 def _choose_route(state: GatewayState, body: SummaryJobCreate) -> tuple[Route, int]:
     """Pick sync or async by token count; returns the route and the tokens counted (0 if skipped)."""
     gateway = state.settings.gateway
@@ -112,6 +128,7 @@ def _job_values(
     body: SummaryJobCreate,
     params: dict[str, Any],
     *,
+    webhook: tuple[str | None, str | None],
     route: Route,
     tokens: int,
     idempotency_key: str | None,
@@ -138,8 +155,8 @@ def _job_values(
         "metadata": body.metadata,
         "idempotency_key": idempotency_key,
         "request_hash": request_hash,
-        "webhook_url": body.webhook.url if body.webhook else None,
-        "webhook_secret": body.webhook.secret if body.webhook else None,
+        "webhook_url": webhook[0],
+        "webhook_secret": webhook[1],
         "email": str(body.email) if body.email else None,
         "batch_id": None,
         "custom_id": None,
@@ -229,14 +246,19 @@ async def create_summary(
     if state.summarizer is None:
         raise GatewayRetryableError("the model is still loading; retry shortly")
     params = state.summarizer.validate_params(body.params)
-    if body.webhook is not None:
-        await validate_webhook(settings, body.webhook.url, body.webhook.secret)
+    webhook = await resolve_webhook(
+        state,
+        tenant,
+        body.webhook.url if body.webhook else None,
+        body.webhook.secret if body.webhook else None,
+    )
     route, tokens = _choose_route(state, body)
     job = _job_values(
         state,
         tenant,
         body,
         params.model_dump(exclude_none=True),
+        webhook=webhook,
         route=route,
         tokens=tokens,
         idempotency_key=idempotency_key,

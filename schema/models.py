@@ -269,9 +269,22 @@ class ApiKey(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
+class WebhookEndpoint(Base):
+    """A tenant's default webhook: jobs submitted without one are notified here."""
+
+    __tablename__ = "webhook_endpoints"
+
+    tenant: Mapped[str] = mapped_column(String(128), primary_key=True)
+    url: Mapped[str] = mapped_column(Text)
+    secret: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
 # Typed handles for SQLAlchemy Core statements (``Model.__table__`` is typed as a bare FromClause).
 jobs_table = cast(Table, SummaryJob.__table__)
 batches_table = cast(Table, Batch.__table__)
 outbox_table = cast(Table, OutboxEntry.__table__)
 deliveries_table = cast(Table, NotificationDelivery.__table__)
 attempts_table = cast(Table, DeliveryAttempt.__table__)
+endpoints_table = cast(Table, WebhookEndpoint.__table__)

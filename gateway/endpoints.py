@@ -1,0 +1,84 @@
+"""A tenant's default webhook endpoint: set once, used by every job and batch that names none."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Response
+from pydantic import BaseModel
+from sqlalchemy import delete, insert, select, update
+
+from gateway.deps import StateDep, TenantDep
+from gateway.errors import NotFound
+from gateway.routes import validate_webhook
+from schema.api import WebhookTarget
+from schema.models import endpoints_table, utcnow
+from schema.webhook_secrets import new_secret
+
+router = APIRouter(prefix="/v1", tags=["webhooks"])
+
+
+class WebhookEndpointSet(WebhookTarget):
+    """The same shape as a job's webhook; a new secret is made when none is given."""
+
+
+class WebhookEndpointPublic(BaseModel):
+    url: str
+    secret: str
+    created_at: Any
+    updated_at: Any
+
+
+def _public(row: Any) -> WebhookEndpointPublic:
+    return WebhookEndpointPublic(
+        url=row["url"], secret=row["secret"], created_at=row["created_at"], updated_at=row["updated_at"]
+    )
+
+
+@router.put("/webhook-endpoint", response_model=WebhookEndpointPublic)
+async def set_endpoint(body: WebhookEndpointSet, state: StateDep, tenant: TenantDep) -> WebhookEndpointPublic:
+    target = WebhookTarget(url=body.url, secret=body.secret or new_secret())
+    await validate_webhook(state.settings, target.url, target.secret)
+    now = utcnow()
+    async with state.engine.begin() as conn:
+        updated = await conn.execute(
+            update(endpoints_table)
+            .where(endpoints_table.c.tenant == tenant)
+            .values(url=target.url, secret=target.secret, updated_at=now)
+        )
+        if updated.rowcount == 0:
+            await conn.execute(
+                insert(endpoints_table).values(
+                    tenant=tenant, url=target.url, secret=target.secret, created_at=now, updated_at=now
+                )
+            )
+        row = (
+            (await conn.execute(select(endpoints_table).where(endpoints_table.c.tenant == tenant)))
+            .mappings()
+            .one()
+        )
+    state.endpoints.forget(tenant)
+    return _public(row)
+
+
+@router.get("/webhook-endpoint", response_model=WebhookEndpointPublic)
+async def get_endpoint(state: StateDep, tenant: TenantDep) -> WebhookEndpointPublic:
+    async with state.engine.connect() as conn:
+        row = (
+            (await conn.execute(select(endpoints_table).where(endpoints_table.c.tenant == tenant)))
+            .mappings()
+            .one_or_none()
+        )
+    if row is None:
+        raise NotFound("no default webhook endpoint is set; PUT /v1/webhook-endpoint sets one")
+    return _public(row)
+
+
+@router.delete("/webhook-endpoint", status_code=204)
+async def delete_endpoint(state: StateDep, tenant: TenantDep) -> Response:
+    async with state.engine.begin() as conn:
+        result = await conn.execute(delete(endpoints_table).where(endpoints_table.c.tenant == tenant))
+    state.endpoints.forget(tenant)
+    if result.rowcount == 0:
+        raise NotFound("no default webhook endpoint is set")
+    return Response(status_code=204)
