@@ -9,13 +9,13 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import secrets
-import time
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Engine, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.cache import TTLCache
 from gateway.errors import NotFound, Unauthorized
 from schema.models import ApiKey, new_id, utcnow
 
@@ -98,21 +98,20 @@ class Authenticator:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
-        self._tenants: dict[str, tuple[str | None, float]] = {}
-        self._any_key: tuple[bool, float] = (False, 0.0)
+        self._tenants: TTLCache[str, str | None] = TTLCache(_CACHE_TTL_S)
+        self._any_key: TTLCache[str, bool] = TTLCache(_CACHE_TTL_S)
 
     async def any_active_key(self) -> bool:
-        value, expires = self._any_key
-        if time.monotonic() < expires:
-            return value
-        async with self._engine.connect() as conn:
-            count = (
-                await conn.execute(
-                    select(func.count()).select_from(ApiKey).where(ApiKey.revoked_at.is_(None))
-                )
-            ).scalar_one()
-        self._any_key = (count > 0, time.monotonic() + _CACHE_TTL_S)
-        return count > 0
+        async def load() -> bool:
+            async with self._engine.connect() as conn:
+                count = (
+                    await conn.execute(
+                        select(func.count()).select_from(ApiKey).where(ApiKey.revoked_at.is_(None))
+                    )
+                ).scalar_one()
+            return bool(count > 0)
+
+        return await self._any_key.get("any", load)
 
     async def tenant_for(self, authorization: str | None) -> str:
         if not await self.any_active_key():
@@ -123,19 +122,17 @@ class Authenticator:
         if scheme.lower() != "bearer" or not key.strip():
             raise Unauthorized("expected Authorization: Bearer <key>")
         digest = hash_key(key.strip())
-        cached = self._tenants.get(digest)
-        if cached is not None and time.monotonic() < cached[1]:
-            tenant = cached[0]
-        else:
+
+        async def load() -> str | None:
             async with self._engine.connect() as conn:
-                tenant = (
+                tenant: str | None = (
                     await conn.execute(
                         select(ApiKey.tenant).where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None))
                     )
                 ).scalar_one_or_none()
-            if len(self._tenants) > 10_000:
-                self._tenants.clear()
-            self._tenants[digest] = (tenant, time.monotonic() + _CACHE_TTL_S)
+            return tenant
+
+        tenant = await self._tenants.get(digest, load)
         if tenant is None:
             raise Unauthorized("invalid or revoked API key")
         return tenant

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import time
-
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.cache import TTLCache
 from schema.models import endpoints_table
 
 _CACHE_TTL_S = 2.0
+
+Endpoint = tuple[str, str]
 
 
 class EndpointCache:
@@ -17,25 +18,21 @@ class EndpointCache:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
-        self._entries: dict[str, tuple[tuple[str, str] | None, float]] = {}
+        self._cache: TTLCache[str, Endpoint | None] = TTLCache(_CACHE_TTL_S)
 
-    async def get(self, tenant: str) -> tuple[str, str] | None:
-        cached = self._entries.get(tenant)
-        if cached is not None and time.monotonic() < cached[1]:
-            return cached[0]
-        async with self._engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    select(endpoints_table.c.url, endpoints_table.c.secret).where(
-                        endpoints_table.c.tenant == tenant
+    async def get(self, tenant: str) -> Endpoint | None:
+        async def load() -> Endpoint | None:
+            async with self._engine.connect() as conn:
+                row = (
+                    await conn.execute(
+                        select(endpoints_table.c.url, endpoints_table.c.secret).where(
+                            endpoints_table.c.tenant == tenant
+                        )
                     )
-                )
-            ).one_or_none()
-        value = (row.url, row.secret) if row is not None else None
-        if len(self._entries) > 10_000:
-            self._entries.clear()
-        self._entries[tenant] = (value, time.monotonic() + _CACHE_TTL_S)
-        return value
+                ).one_or_none()
+            return (row.url, row.secret) if row is not None else None
+
+        return await self._cache.get(tenant, load)
 
     def forget(self, tenant: str) -> None:
-        self._entries.pop(tenant, None)
+        self._cache.forget(tenant)
