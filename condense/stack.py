@@ -22,7 +22,7 @@ from typing import IO
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     # Linux only: the kernel sends SIGTERM to the child when the supervisor goes away, even by
     # SIGKILL, so a crashed `condense dev` never leaves orphans behind.
     with contextlib.suppress(OSError, AttributeError):
@@ -56,10 +56,10 @@ def broker_command(bootstrap: str) -> list[str]:
     ]
 
 
-def wait_for_port(port: int, timeout_s: float) -> bool:
+def wait_for_port(port: int, timeout_s: float, host: str = "127.0.0.1") -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
             return True
         time.sleep(0.1)
     return False
@@ -100,7 +100,7 @@ class Child:
             stdin=subprocess.DEVNULL,
             start_new_session=True,
             # Only prctl runs between fork and exec, so the usual preexec_fn hazards do not apply.
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
 
     def _close_log(self) -> None:
