@@ -20,11 +20,10 @@ from gateway.routes import decode_cursor, encode_cursor, resolve_webhook
 from gateway.uploads import Document, parse_upload
 from gateway.uploads import UploadFile as UploadedFile
 from schema.api import BatchCounts, BatchPublic, WebhookTarget
-from schema.jobs import OPEN_STATUSES, BatchStatus, batch_counts, complete_batch_if_done
+from schema.jobs import OPEN_STATUSES, BatchStatus, batch_counts, complete_batch_if_done, new_job_row
 from schema.models import (
     JobStatus,
     Lane,
-    Route,
     batches_table,
     jobs_table,
     new_id,
@@ -130,25 +129,16 @@ async def create_batch(
         "finished_at": None,
     }
     jobs = [
-        {
-            "id": new_id(),
-            "tenant": tenant,
-            "status": JobStatus.QUEUED.value,
-            "route": Route.ASYNC.value,
-            "lane": Lane.BULK.value,
-            "input_text": document.text,
-            "input_tokens": 0,
-            "params": job_params,
-            "metadata": {},
-            "attempts": 0,
-            "progress_done": 0,
-            "progress_total": 0,
-            "batch_id": batch_id,
-            "custom_id": document.custom_id,
-            "cancel_requested": False,
-            "created_at": now,
-            "updated_at": now,
-        }
+        new_job_row(
+            tenant=tenant,
+            text=document.text,
+            lane=Lane.BULK.value,
+            params=job_params,
+            batch_id=batch_id,
+            custom_id=document.custom_id,
+            created_at=now,
+            updated_at=now,
+        )
         for document, job_params in zip(documents, validated, strict=True)
     ]
     async with state.engine.begin() as conn:

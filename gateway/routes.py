@@ -19,16 +19,14 @@ from gateway.deps import StateDep, TenantDep
 from gateway.errors import Conflict, GatewayRetryableError, InvalidRequest, NotFound, PayloadTooLarge
 from schema.api import SummaryJobCreate, SummaryJobList, SummaryJobPublic, job_to_public
 from schema.events import EVENT_FOR_STATUS, record_job_event, redeliver
-from schema.jobs import finish_job
+from schema.jobs import finish_job, new_job_row
 from schema.metrics import JOBS, SUBMISSIONS
 from schema.models import (
     JobStatus,
-    Lane,
     Route,
     attempts_table,
     deliveries_table,
     jobs_table,
-    new_id,
     outbox_table,
     utcnow,
 )
@@ -122,52 +120,6 @@ def _choose_route(state: GatewayState, body: SummaryJobCreate) -> tuple[Route, i
     return Route.SYNC, tokens
 
 
-def _job_values(
-    state: GatewayState,
-    tenant: str,
-    body: SummaryJobCreate,
-    params: dict[str, Any],
-    *,
-    webhook: tuple[str | None, str | None],
-    route: Route,
-    tokens: int,
-    idempotency_key: str | None,
-    request_hash: str | None,
-) -> dict[str, Any]:
-    now = utcnow()
-    return {
-        "id": new_id(),
-        "tenant": tenant,
-        "status": JobStatus.QUEUED.value,
-        "route": route.value,
-        "lane": Lane.INTERACTIVE.value,
-        "input_text": body.text,
-        "input_tokens": tokens,
-        "params": params,
-        "summary": None,
-        "error_code": None,
-        "error_message": None,
-        "attempts": 0,
-        "progress_done": 0,
-        "progress_total": 0,
-        "model": None,
-        "timings": None,
-        "metadata": body.metadata,
-        "idempotency_key": idempotency_key,
-        "request_hash": request_hash,
-        "webhook_url": webhook[0],
-        "webhook_secret": webhook[1],
-        "email": str(body.email) if body.email else None,
-        "batch_id": None,
-        "custom_id": None,
-        "cancel_requested": False,
-        "created_at": now,
-        "updated_at": now,
-        "started_at": None,
-        "finished_at": None,
-    }
-
-
 async def _find_by_idempotency_key(state: GatewayState, tenant: str, key: str) -> dict[str, Any] | None:
     async with state.engine.connect() as conn:
         row = (
@@ -253,16 +205,18 @@ async def create_summary(
         body.webhook.secret if body.webhook else None,
     )
     route, tokens = _choose_route(state, body)
-    job = _job_values(
-        state,
-        tenant,
-        body,
-        params.model_dump(exclude_none=True),
-        webhook=webhook,
-        route=route,
-        tokens=tokens,
+    job = new_job_row(
+        tenant=tenant,
+        text=body.text,
+        route=route.value,
+        input_tokens=tokens,
+        params=params.model_dump(exclude_none=True),
+        metadata=body.metadata,
         idempotency_key=idempotency_key,
         request_hash=request_hash,
+        webhook_url=webhook[0],
+        webhook_secret=webhook[1],
+        email=str(body.email) if body.email else None,
     )
     if route is Route.SYNC:
         assert state.batcher is not None  # noqa: S101 - guaranteed by _choose_route

@@ -13,7 +13,18 @@ from typing import Any
 from sqlalchemy import Connection, func, select, update
 
 from schema.events import BATCH_COMPLETED, EVENT_FOR_STATUS, record_batch_event, record_job_event
-from schema.models import FINAL_STATUSES, Batch, JobStatus, SummaryJob, batches_table, jobs_table, utcnow
+from schema.models import (
+    FINAL_STATUSES,
+    Batch,
+    JobStatus,
+    Lane,
+    Route,
+    SummaryJob,
+    batches_table,
+    jobs_table,
+    new_id,
+    utcnow,
+)
 
 OPEN_STATUSES = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
 
@@ -22,6 +33,47 @@ OPEN_STATUSES = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
 class Finished:
     row: Mapping[str, Any]
     delivery_ids: list[str] = field(default_factory=list)
+
+
+def new_job_row(*, tenant: str, text: str, **columns: Any) -> dict[str, Any]:
+    """Every column of a fresh queued async job, for Core INSERTs (group commit, batch uploads).
+
+    Executemany needs the same keys in every row, so each column is present; ``columns`` overrides.
+    """
+    now = utcnow()
+    row: dict[str, Any] = {
+        "id": new_id(),
+        "tenant": tenant,
+        "status": JobStatus.QUEUED.value,
+        "route": Route.ASYNC.value,
+        "lane": Lane.INTERACTIVE.value,
+        "input_text": text,
+        "input_tokens": 0,
+        "params": {},
+        "summary": None,
+        "error_code": None,
+        "error_message": None,
+        "attempts": 0,
+        "progress_done": 0,
+        "progress_total": 0,
+        "model": None,
+        "timings": None,
+        "metadata": {},
+        "idempotency_key": None,
+        "request_hash": None,
+        "webhook_url": None,
+        "webhook_secret": None,
+        "email": None,
+        "batch_id": None,
+        "custom_id": None,
+        "cancel_requested": False,
+        "created_at": now,
+        "updated_at": now,
+        "started_at": None,
+        "finished_at": None,
+    }
+    row.update(columns)
+    return row
 
 
 def finish_job(
