@@ -79,8 +79,10 @@ class OutboxRelay:
         self.republished = 0
         # Why the last round of run() failed (exception type only), None while rounds succeed.
         self.last_error: str | None = None
-        # Highest offset the broker acknowledged per partition: a later, lower one means the log
-        # was reset (a broker that lost its data), and every queued job must be published again.
+        # Highest offset the broker acknowledged per partition: a later one not above it means the
+        # log was reset (a broker that lost its data), and every queued job must be published again.
+        # Only partitions that held our ids before can show it; end offsets (ListOffsets) would
+        # cover the rest, but the embedded tansu broker miscounts them for compressed batches.
         self._acknowledged: dict[tuple[str, int], int] = {}
         self._republish_before: datetime | None = None
 
@@ -143,7 +145,8 @@ class OutboxRelay:
                     continue
                 sent.append(row.id)
                 partition = (acknowledged.topic, acknowledged.partition)
-                if acknowledged.offset < self._acknowledged.get(partition, -1):
+                # Offsets only grow: one the broker handed out before means its log was reset.
+                if acknowledged.offset <= self._acknowledged.get(partition, -1):
                     self._lost_data(
                         f"{partition[0]}[{partition[1]}] went back to offset {acknowledged.offset}"
                     )
