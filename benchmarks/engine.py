@@ -20,9 +20,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from schema.settings import SummarizerSettings
 from summarizer import Summarizer, SummaryResult, load_summarizer
 from summarizer.evaluation import EvalDoc, baseline_scores, load_eval_set, model_summaries, score
+from summarizer.settings import SummarizerSettings
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "eval" / "peps.jsonl"
 TARGETS = {

@@ -114,5 +114,5 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     from condense import batch_cli
     from summarizer import cli as summarizer_cli
 
-    summarizer_cli.add_arguments(commands)
+    summarizer_cli.add_arguments(commands, lambda settings: settings.summarizer)
     batch_cli.add_arguments(commands)

@@ -10,29 +10,31 @@ Unit tests of other packages use :class:`summarizer.testing.FakeSummarizer` inst
 from __future__ import annotations
 
 from summarizer.errors import (
-    Canceled,
+    CanceledError,
     InvalidDocumentError,
     InvalidParamsError,
-    OutOfMemory,
+    OutOfMemoryError,
+    SummarizationFailedError,
     SummarizerConfigError,
     SummarizerError,
-    SummarizerPermanentError,
-    SummarizerRetryableError,
+    SummarizerUnavailableError,
 )
 from summarizer.loader import load_summarizer
+from summarizer.settings import SummarizerSettings
 from summarizer.types import ModelInfo, Summarizer, SummaryParams, SummaryResult
 
 __all__ = [
-    "Canceled",
+    "CanceledError",
     "InvalidDocumentError",
     "InvalidParamsError",
     "ModelInfo",
-    "OutOfMemory",
+    "OutOfMemoryError",
+    "SummarizationFailedError",
     "Summarizer",
     "SummarizerConfigError",
     "SummarizerError",
-    "SummarizerPermanentError",
-    "SummarizerRetryableError",
+    "SummarizerSettings",
+    "SummarizerUnavailableError",
     "SummaryParams",
     "SummaryResult",
     "load_summarizer",

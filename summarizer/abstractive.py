@@ -16,16 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from schema.settings import SummarizerSettings
 from summarizer.batching import token_batches
 from summarizer.chunking import chunk_units
 from summarizer.errors import (
-    Canceled,
+    CanceledError,
     InvalidDocumentError,
     InvalidParamsError,
+    SummarizationFailedError,
     SummarizerConfigError,
     SummarizerError,
-    SummarizerPermanentError,
 )
 from summarizer.extractive import check_text
 from summarizer.runtime import (
@@ -38,6 +37,7 @@ from summarizer.runtime import (
     set_threads,
 )
 from summarizer.segment import segment
+from summarizer.settings import SummarizerSettings
 from summarizer.types import (
     CancelCheck,
     ModelInfo,
@@ -292,9 +292,9 @@ class Seq2SeqSummarizer(Summarizer):
                 else:
                     self._next_level(job)
         for index in jobs:
-            results[index] = SummarizerPermanentError("map-reduce did not converge")
+            results[index] = SummarizationFailedError("map-reduce did not converge")
         return [
-            entry if entry is not None else SummarizerPermanentError("not processed") for entry in results
+            entry if entry is not None else SummarizationFailedError("not processed") for entry in results
         ]
 
     # -- map-reduce --------------------------------------------------------------------------
@@ -342,7 +342,7 @@ class Seq2SeqSummarizer(Summarizer):
                     if results[index] is not None:
                         continue
                     if should_cancel is not None and should_cancel(index):
-                        results[index] = Canceled("canceled between chunks")
+                        results[index] = CanceledError("canceled between chunks")
                         continue
                     live.append((index, number))
                 if not live:
@@ -370,7 +370,7 @@ class Seq2SeqSummarizer(Summarizer):
         except Exception as exc:
             if len(live) == 1:
                 index = live[0][0]
-                results[index] = SummarizerPermanentError(f"generation failed: {str(exc).splitlines()[0]}")
+                results[index] = SummarizationFailedError(f"generation failed: {str(exc).splitlines()[0]}")
                 return []
             # Find the culprit: one bad document must not fail its batch mates.
             out: list[tuple[tuple[int, int], str]] = []

@@ -1,6 +1,7 @@
 """Command-line helpers the ``condense`` CLI wires in: ``condense summarize`` and ``condense eval``.
 
-Each function takes already-parsed arguments and the settings object and returns an exit code.
+Each function takes already-parsed arguments and the summarizer settings and returns an exit code;
+loading the settings is the caller's job.
 """
 
 from __future__ import annotations
@@ -8,11 +9,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from typing import Any, TextIO
 
-from schema.settings import Settings
 from summarizer.errors import SummarizerError
 from summarizer.loader import load_summarizer
+from summarizer.settings import SummarizerSettings
+
+_Command = Callable[[SummarizerSettings, argparse.Namespace], int]
 
 # More files than this get a progress bar on stderr.
 _PROGRESS_BAR_FILES = 3
@@ -30,11 +34,11 @@ def _read(path: str) -> str:
 
 
 def summarize_files(
-    settings: Settings, paths: list[str], *, params: dict[str, Any], out: TextIO = sys.stdout
+    settings: SummarizerSettings, paths: list[str], *, params: dict[str, Any], out: TextIO = sys.stdout
 ) -> int:
     """Summarize each file ("-" reads stdin) and print the summaries; 0 when all succeeded, 1 if not."""
     try:
-        summarizer = load_summarizer(settings.summarizer)
+        summarizer = load_summarizer(settings)
         validated = summarizer.validate_params(params)
     except SummarizerError as exc:
         _err(f"error: {exc.message}")
@@ -74,7 +78,7 @@ def summarize_files(
 
 
 def evaluate(
-    settings: Settings,
+    settings: SummarizerSettings,
     data_path: str,
     *,
     words: int = 100,
@@ -95,7 +99,7 @@ def evaluate(
         _err(f"error: {data_path} holds no documents")
         return 2
     try:
-        summarizer = load_summarizer(settings.summarizer)
+        summarizer = load_summarizer(settings)
         params: dict[str, Any] = (
             {"max_words": words}
             if summarizer.info.kind == "extractive"
@@ -125,19 +129,27 @@ def _params_arg(value: str) -> dict[str, Any]:
     return parsed
 
 
-def _summarize_command(settings: Settings, args: argparse.Namespace) -> int:
+def _summarize_command(settings: SummarizerSettings, args: argparse.Namespace) -> int:
     params = dict(args.params or {})
     if args.max_words is not None:
         params["max_words"] = args.max_words
     return summarize_files(settings, args.paths, params=params)
 
 
-def _eval_command(settings: Settings, args: argparse.Namespace) -> int:
+def _eval_command(settings: SummarizerSettings, args: argparse.Namespace) -> int:
     return evaluate(settings, args.data, words=args.words, limit=args.limit)
 
 
-def add_arguments(subparsers: Any) -> None:
-    """Register ``summarize`` and ``eval`` on an argparse sub-parsers object (handler=(settings, args))."""
+def add_arguments(subparsers: Any, section: Callable[[Any], SummarizerSettings]) -> None:
+    """Register ``summarize`` and ``eval`` on an argparse sub-parsers object.
+
+    Their ``handler`` default takes ``(settings, args)``, the program's own settings object;
+    ``section(settings)`` picks the summarizer's settings out of it.
+    """
+
+    def handler(command: _Command) -> Callable[[Any, argparse.Namespace], int]:
+        return lambda settings, args: command(section(settings), args)
+
     summarize = subparsers.add_parser("summarize", help="summarize files with the configured model")
     summarize.add_argument("paths", nargs="+", help="text files; - reads stdin")
     summarize.add_argument("--max-words", type=int, default=None, help="word budget (extractive models)")
@@ -147,10 +159,10 @@ def add_arguments(subparsers: Any) -> None:
         default=None,
         help="JSON object of parameters, e.g. '{\"num_beams\": 4}'",
     )
-    summarize.set_defaults(handler=_summarize_command)
+    summarize.set_defaults(handler=handler(_summarize_command))
 
     evaluation = subparsers.add_parser("eval", help="ROUGE of the configured model beside lead and TextRank")
     evaluation.add_argument("data", help="JSON lines with document and reference fields")
     evaluation.add_argument("--words", type=int, default=100, help="summary budget in words")
     evaluation.add_argument("--limit", type=int, default=None, help="evaluate the first N documents only")
-    evaluation.set_defaults(handler=_eval_command)
+    evaluation.set_defaults(handler=handler(_eval_command))

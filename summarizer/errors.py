@@ -1,13 +1,12 @@
 """Errors of the summarization engine.
 
-Every error is a :class:`SummarizerError`; its retryable or permanent branch also derives from the
-matching branch of :mod:`schema.errors`, so callers that only know the schema classes still decide
-correctly whether to retry.
+Every error is a :class:`SummarizerError`. Whether the same work may succeed later is its
+``retryable`` flag; what an error means to an HTTP client is for the service to decide from ``code``.
 """
 
 from __future__ import annotations
 
-from schema.errors import CondenseError, PermanentError, RetryableError
+from common.errors import CondenseError
 
 
 class SummarizerError(CondenseError):
@@ -16,14 +15,14 @@ class SummarizerError(CondenseError):
     code = "summarizer_error"
 
 
-class SummarizerRetryableError(SummarizerError, RetryableError):
-    """The same work may succeed later, possibly in a smaller batch."""
+class SummarizerUnavailableError(SummarizerError):
+    """The engine cannot do the work right now (a busy or failing device); it may succeed later."""
 
     code = "summarizer_unavailable"
-    http_status = 503
+    retryable = True
 
 
-class OutOfMemory(SummarizerRetryableError):
+class OutOfMemoryError(SummarizerError):
     """The accelerator ran out of memory; retry the documents in smaller batches.
 
     Raised (never returned as an entry) by ``summarize_batch``: the whole call failed, so the caller
@@ -31,50 +30,46 @@ class OutOfMemory(SummarizerRetryableError):
     """
 
     code = "out_of_memory"
+    retryable = True
 
 
-class SummarizerPermanentError(SummarizerError, PermanentError):
-    """Retrying the same input cannot help."""
+class SummarizationFailedError(SummarizerError):
+    """The model could not summarize this document; retrying the same input cannot help."""
 
     code = "summarization_failed"
-    http_status = 422
 
 
-class InvalidParamsError(SummarizerPermanentError):
+class InvalidParamsError(SummarizerError):
     """A summary parameter is unknown, belongs to the other model family, or is out of range."""
 
     code = "invalid_params"
-    http_status = 422
 
 
-class InvalidDocumentError(SummarizerPermanentError):
+class InvalidDocumentError(SummarizerError):
     """The document cannot be summarized (empty, not text, nothing but code or markup)."""
 
     code = "invalid_document"
-    http_status = 422
 
 
-class Canceled(SummarizerPermanentError):
+class CanceledError(SummarizerError):
     """``should_cancel`` asked to stop this document; the work done so far is discarded."""
 
     code = "canceled"
-    http_status = 409
 
 
-class SummarizerConfigError(SummarizerPermanentError):
+class SummarizerConfigError(SummarizerError):
     """The model setting points at something that cannot be loaded; the process should stop."""
 
     code = "summarizer_config_error"
-    http_status = 500
 
 
 __all__ = [
-    "Canceled",
+    "CanceledError",
     "InvalidDocumentError",
     "InvalidParamsError",
-    "OutOfMemory",
+    "OutOfMemoryError",
+    "SummarizationFailedError",
     "SummarizerConfigError",
     "SummarizerError",
-    "SummarizerPermanentError",
-    "SummarizerRetryableError",
+    "SummarizerUnavailableError",
 ]

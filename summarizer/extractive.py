@@ -15,13 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from schema.settings import SummarizerSettings
 from summarizer.batching import token_batches
 from summarizer.encoder import SentenceEncoder, normalize
-from summarizer.errors import Canceled, InvalidDocumentError, SummarizerError
+from summarizer.errors import CanceledError, InvalidDocumentError, SummarizerError
 from summarizer.runtime import hash_weights, resolve_device, set_threads
 from summarizer.segment import Segment, segment
 from summarizer.select import SelectionConfig, select
+from summarizer.settings import SummarizerSettings
 from summarizer.types import (
     CancelCheck,
     ModelInfo,
@@ -181,7 +181,7 @@ class ExtractiveSummarizer(Summarizer):
                 for index in batch_docs:
                     if index not in canceled and should_cancel(index):
                         canceled.add(index)
-                        results[index] = Canceled("canceled between chunks")
+                        results[index] = CanceledError("canceled between chunks")
             live = [p for p in batch if pieces[p][0] not in canceled]
             if not live:
                 continue

@@ -6,9 +6,9 @@ import json
 import logging
 from pathlib import Path
 
-from schema.settings import SummarizerSettings
 from summarizer.errors import SummarizerConfigError, SummarizerError
 from summarizer.runtime import go_offline
+from summarizer.settings import SummarizerSettings
 from summarizer.types import Summarizer
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from summarizer.errors import OutOfMemory, SummarizerConfigError
+from summarizer.errors import OutOfMemoryError, SummarizerConfigError
 
 # Everything the engine loads is local; these stop every Hugging Face library from calling home.
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
@@ -149,7 +149,7 @@ def is_oom(exc: BaseException) -> bool:
 
 @contextlib.contextmanager
 def oom_as_retryable() -> Iterator[None]:
-    """Turn a device out-of-memory error into :class:`OutOfMemory` so callers retry smaller."""
+    """Turn a device out-of-memory error into :class:`OutOfMemoryError` so callers retry smaller."""
     try:
         yield
     except Exception as exc:
@@ -159,7 +159,7 @@ def oom_as_retryable() -> Iterator[None]:
 
                 if torch.cuda.is_available():
                     torch.cuda.empty_cache()
-            raise OutOfMemory(f"out of memory during inference: {str(exc).splitlines()[0]}") from exc
+            raise OutOfMemoryError(f"out of memory during inference: {str(exc).splitlines()[0]}") from exc
         raise
 
 

@@ -1,24 +1,24 @@
 """An in-memory :class:`~summarizer.Summarizer` for other packages' unit tests.
 
 ``FakeSummarizer`` follows the real interface exactly (parameter validation, one entry per document,
-progress, cancellation, error entries, :class:`OutOfMemory`) but needs no model: the summary of a
+progress, cancellation, error entries, :class:`OutOfMemoryError`) but needs no model: the summary of a
 document is its first ``max_words`` words (extractive kind) or ``max_new_tokens`` words (abstractive
 kind), so results are deterministic and instant.
 
 Examples::
 
     from summarizer.testing import FakeSummarizer
-    from summarizer.errors import InvalidDocumentError, SummarizerRetryableError
+    from summarizer.errors import InvalidDocumentError, SummarizerUnavailableError
 
     fake = FakeSummarizer()                                   # instant, extractive parameters
     fake = FakeSummarizer(kind="abstractive")                 # accepts max_new_tokens, num_beams, ...
     fake = FakeSummarizer(failures={"POISON": InvalidDocumentError("bad input")})
         # any document containing "POISON" gets that error entry; the others succeed
-    fake = FakeSummarizer(failures={"FLAKY": SummarizerRetryableError("try later")}, fail_times=1)
+    fake = FakeSummarizer(failures={"FLAKY": SummarizerUnavailableError("try later")}, fail_times=1)
         # the first call that meets "FLAKY" fails, later ones succeed (retry paths)
     fake = FakeSummarizer(sleep_per_chunk_s=0.05, words_per_chunk=50)
         # slow, multi-chunk documents: progress and cancellation can be observed
-    fake = FakeSummarizer(oom_over_docs=4)                    # batches of 5+ raise OutOfMemory
+    fake = FakeSummarizer(oom_over_docs=4)                    # batches of 5+ raise OutOfMemoryError
 
 After a run, ``fake.calls`` holds the documents of each ``summarize_batch`` call and
 ``fake.progress`` every ``(doc_index, done, total)`` reported.
@@ -32,7 +32,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from summarizer.errors import Canceled, InvalidDocumentError, OutOfMemory, SummarizerError
+from summarizer.errors import CanceledError, InvalidDocumentError, OutOfMemoryError, SummarizerError
 from summarizer.types import (
     CancelCheck,
     Kind,
@@ -58,7 +58,7 @@ class FakeSummarizer(Summarizer):
         sleep_per_chunk_s: sleep after each chunk, to simulate slow inference.
         words_per_chunk: a document of N words counts as ``ceil(N / words_per_chunk)`` chunks for
             progress, cancellation and ``SummaryResult.chunks``.
-        oom_over_docs: raise :class:`OutOfMemory` when a call has more documents than this.
+        oom_over_docs: raise :class:`OutOfMemoryError` when a call has more documents than this.
         default_max_words / default_max_new_tokens: defaults filled by ``validate_params``.
     """
 
@@ -127,7 +127,7 @@ class FakeSummarizer(Summarizer):
         per_doc = broadcast_params(docs, params)
         self.calls.append(list(docs))
         if self.oom_over_docs is not None and len(docs) > self.oom_over_docs:
-            raise OutOfMemory(f"fake out of memory: {len(docs)} documents > {self.oom_over_docs}")
+            raise OutOfMemoryError(f"fake out of memory: {len(docs)} documents > {self.oom_over_docs}")
         results: list[SummaryResult | SummarizerError] = []
         for index, (doc, doc_params) in enumerate(zip(docs, per_doc, strict=True)):
             results.append(self._one(index, doc, doc_params, on_progress, should_cancel))
@@ -151,7 +151,7 @@ class FakeSummarizer(Summarizer):
         chunks = max(1, math.ceil(len(words) / self.words_per_chunk))
         for done in range(1, chunks + 1):
             if should_cancel is not None and should_cancel(index):
-                return Canceled("canceled between chunks")
+                return CanceledError("canceled between chunks")
             if self.sleep_per_chunk_s:
                 time.sleep(self.sleep_per_chunk_s)
             with self._lock:

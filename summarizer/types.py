@@ -138,9 +138,9 @@ class Summarizer(abc.ABC):
         """Summarize ``docs``; one entry per document, in order.
 
         A document that cannot be summarized gets its own error entry (:class:`InvalidDocumentError`,
-        :class:`Canceled`, ...) and the others still succeed. ``on_progress(doc_index, chunks_done,
+        :class:`CanceledError`, ...) and the others still succeed. ``on_progress(doc_index, chunks_done,
         chunks_total)`` reports progress; ``should_cancel(doc_index)`` is asked between chunks.
-        Raises :class:`OutOfMemory` when the batch as a whole did not fit on the device.
+        Raises :class:`OutOfMemoryError` when the batch as a whole did not fit on the device.
         """
 
     def summarize(self, text: str, **params: Any) -> str:

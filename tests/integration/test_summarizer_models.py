@@ -13,13 +13,15 @@ from typing import Any
 
 import pytest
 
-from schema.settings import Settings, SummarizerSettings
+from condense.cli import build_parser
+from schema.settings import Settings
 from summarizer import (
-    Canceled,
+    CanceledError,
     InvalidDocumentError,
     InvalidParamsError,
     Summarizer,
     SummarizerConfigError,
+    SummarizerSettings,
     SummaryResult,
     load_summarizer,
 )
@@ -146,7 +148,7 @@ def test_bad_document_fails_alone_and_cancellation(tiny_fp32: Seq2SeqSummarizer)
     results = tiny_fp32.summarize_batch(docs, params, should_cancel=lambda index: index == 2)
     assert isinstance(results[0], SummaryResult)
     assert isinstance(results[1], InvalidDocumentError) and results[1].code == "invalid_document"
-    assert isinstance(results[2], Canceled) and results[2].code == "canceled"
+    assert isinstance(results[2], CanceledError) and results[2].code == "canceled"
     assert isinstance(results[3], InvalidDocumentError)
 
 
@@ -244,7 +246,7 @@ def test_minilm_cancellation_and_one_sentence_longer_than_budget(minilm: Extract
         should_cancel=lambda index: index == 1,
     )
     assert isinstance(results[0], SummaryResult) and len(results[0].summary.split()) == 5
-    assert isinstance(results[1], Canceled)
+    assert isinstance(results[1], CanceledError)
 
 
 # -- CLI helpers -------------------------------------------------------------------------------
@@ -253,7 +255,7 @@ def test_minilm_cancellation_and_one_sentence_longer_than_budget(minilm: Extract
 def test_cli_summarize_files_and_eval(
     minilm: ExtractiveSummarizer, summarizer_cache_dir: Path, tmp_path: Path
 ) -> None:
-    settings = Settings(summarizer=SummarizerSettings(cache_dir=str(summarizer_cache_dir)))
+    settings = SummarizerSettings(cache_dir=str(summarizer_cache_dir))
     good = tmp_path / "good.md"
     good.write_text(ARTICLE, encoding="utf-8")
     empty = tmp_path / "empty.txt"
@@ -276,6 +278,23 @@ def test_cli_summarize_files_and_eval(
     table = out.getvalue()
     for name in ("lead", "textrank-tfidf", "all-MiniLM-L6-v2"):
         assert name in table
+
+
+def test_condense_summarize_hands_the_engine_its_settings_section(
+    minilm: ExtractiveSummarizer,
+    summarizer_cache_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    text = tmp_path / "article.md"
+    text.write_text(ARTICLE, encoding="utf-8")
+    args = build_parser().parse_args(["summarize", str(text), "--max-words", "12"])
+    settings = Settings(summarizer=SummarizerSettings(cache_dir=str(summarizer_cache_dir)))
+    assert args.handler(settings, args) == 0
+
+    absent = tmp_path / "absent"
+    assert args.handler(Settings(summarizer=SummarizerSettings(model=str(absent))), args) == 2
+    assert f"{str(absent)!r} is neither 'minilm' nor an existing model directory" in capsys.readouterr().err
 
 
 def test_summarizer_is_the_protocol(minilm: ExtractiveSummarizer, tiny_fp32: Seq2SeqSummarizer) -> None:

@@ -5,14 +5,18 @@ from __future__ import annotations
 import itertools
 
 import pytest
+from pydantic import ValidationError
 
-from schema.errors import PermanentError, RetryableError
 from summarizer import (
-    Canceled,
+    CanceledError,
     InvalidDocumentError,
     InvalidParamsError,
-    OutOfMemory,
+    OutOfMemoryError,
+    SummarizationFailedError,
+    SummarizerConfigError,
     SummarizerError,
+    SummarizerSettings,
+    SummarizerUnavailableError,
     SummaryResult,
 )
 from summarizer.baselines import lead, simple_sentences, textrank
@@ -149,7 +153,7 @@ def test_invalid_params_name_the_key(kind: str, params: dict[str, object], key: 
         fake.validate_params(params)
     assert caught.value.code == "invalid_params"
     assert key in caught.value.message
-    assert isinstance(caught.value, PermanentError)
+    assert caught.value.retryable is False
 
 
 def test_min_length_above_max_new_tokens_is_refused() -> None:
@@ -162,11 +166,41 @@ def test_params_must_be_an_object() -> None:
         FakeSummarizer().validate_params([1, 2])  # type: ignore[arg-type]
 
 
-def test_error_hierarchy() -> None:
-    assert issubclass(OutOfMemory, RetryableError) and issubclass(OutOfMemory, SummarizerError)
-    for cls in (InvalidParamsError, InvalidDocumentError, Canceled):
-        assert issubclass(cls, PermanentError) and issubclass(cls, SummarizerError)
-    assert Canceled("x").code == "canceled" and InvalidDocumentError("x").code == "invalid_document"
+@pytest.mark.parametrize(
+    ("error", "code", "retryable"),
+    [
+        (OutOfMemoryError("x"), "out_of_memory", True),
+        (SummarizerUnavailableError("x"), "summarizer_unavailable", True),
+        (SummarizationFailedError("x"), "summarization_failed", False),
+        (InvalidParamsError("x"), "invalid_params", False),
+        (InvalidDocumentError("x"), "invalid_document", False),
+        (CanceledError("x"), "canceled", False),
+        (SummarizerConfigError("x"), "summarizer_config_error", False),
+    ],
+)
+def test_errors_carry_a_stable_code_and_whether_to_retry(
+    error: SummarizerError, code: str, retryable: bool
+) -> None:
+    assert isinstance(error, SummarizerError)
+    assert (error.code, error.retryable, error.message) == (code, retryable, "x")
+    assert error.to_dict() == {"error": {"code": code, "message": "x"}}
+
+
+def test_an_error_instance_may_override_its_retry_flag() -> None:
+    assert SummarizationFailedError("busy", retryable=True).retryable is True
+    assert SummarizationFailedError("broken").retryable is False
+
+
+# -- settings ----------------------------------------------------------------------------------
+
+
+def test_settings_validate_without_the_service() -> None:
+    settings = SummarizerSettings(model="/models/bart", max_batch_tokens=64)
+    assert (settings.model, settings.max_batch_tokens, settings.backend) == ("/models/bart", 64, "auto")
+    with pytest.raises(ValidationError, match="max_batch_tokens"):
+        SummarizerSettings(max_batch_tokens=63)
+    with pytest.raises(ValidationError, match="modle"):
+        SummarizerSettings(modle="minilm")  # type: ignore[call-arg]
 
 
 # -- chunking and batching ---------------------------------------------------------------------
@@ -258,12 +292,12 @@ def test_fake_failures_cancel_and_oom() -> None:
     params = fake.validate_params({})
     results = fake.summarize_batch(["fine text", "POISON here"], params)
     assert isinstance(results[0], SummaryResult) and results[1] is poison
-    with pytest.raises(OutOfMemory):
+    with pytest.raises(OutOfMemoryError):
         fake.summarize_batch(["a", "b", "c"], params)
     canceled = fake.summarize_batch(["a b", "c d"], params, should_cancel=lambda i: i == 1)
-    assert isinstance(canceled[0], SummaryResult) and isinstance(canceled[1], Canceled)
-    flaky = FakeSummarizer(failures={"FLAKY": OutOfMemory("x")}, fail_times=1)
-    assert isinstance(flaky.summarize_batch(["FLAKY"], params)[0], OutOfMemory)
+    assert isinstance(canceled[0], SummaryResult) and isinstance(canceled[1], CanceledError)
+    flaky = FakeSummarizer(failures={"FLAKY": OutOfMemoryError("x")}, fail_times=1)
+    assert isinstance(flaky.summarize_batch(["FLAKY"], params)[0], OutOfMemoryError)
     assert isinstance(flaky.summarize_batch(["FLAKY"], params)[0], SummaryResult)
 
 
