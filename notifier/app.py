@@ -1,6 +1,6 @@
 """The notifier process: a Celery worker with an embedded beat.
 
-Two tasks, both by name from :mod:`schema.tasks`: DELIVER_NOTIFICATION (a nudge from whoever
+Two tasks, both by name from :mod:`common.celeryapp`: DELIVER_NOTIFICATION (a nudge from whoever
 recorded an event: attempt this delivery now if it is due) and SWEEP_NOTIFICATIONS (sent by beat
 every ``sweep_interval_s``: attempt everything due). Retries are never parked in the broker as
 countdown tasks: their time is in the database and the next sweep finds them, so a broker
@@ -17,11 +17,11 @@ from pathlib import Path
 
 from celery import Celery
 
+from common.celeryapp import DELIVER_NOTIFICATION, NOTIFY_QUEUE, SWEEP_NOTIFICATIONS, make_celery
+from common.opsserver import start_ops_server
 from notifier.dispatch import Dispatcher
 from schema.db import database_status, make_engine
-from schema.opsserver import start_ops_server
 from schema.settings import Settings
-from schema.tasks import DELIVER_NOTIFICATION, NOTIFY_QUEUE, SWEEP_NOTIFICATIONS, make_celery
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ class _LazyDispatcher:
 
 
 def create_celery_app(settings: Settings, dispatchers: _LazyDispatcher | None = None) -> Celery:
-    app = make_celery(settings, "condense-notifier")
+    app = make_celery(settings.celery.broker_url, "condense-notifier")
     dispatchers = dispatchers or _LazyDispatcher(settings)
     interval_s = settings.notifier.sweep_interval_s
 

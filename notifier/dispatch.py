@@ -1,8 +1,8 @@
 """Claiming due deliveries, attempting them, and recording what happened.
 
-The database holds the whole retry state: a pending delivery is due when ``next_attempt_at`` has
-passed. To attempt one, a process first *claims* it with a guarded UPDATE that pushes
-``next_attempt_at`` forward by a lease; only the process whose UPDATE changed the row sends, so
+The database holds the whole retry state (see :mod:`schema.store.deliveries`): a pending
+delivery is due when ``next_attempt_at`` has passed. To attempt one, a process first *claims* it,
+which pushes ``next_attempt_at`` forward by a lease; only the process that claimed it sends, so
 two notifier processes (or a nudge racing a sweep) never send the same attempt. When the attempt
 ends, the result is written under the same guard, and ``next_attempt_at`` moves to the next slot
 of the retry schedule. A process that dies mid-attempt leaves the lease to run out, after which
@@ -14,43 +14,26 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Engine, Row, Table, func, insert, or_, select, update
+from sqlalchemy import Engine
 
 from notifier import email, metrics, payloads, signing, webhook
-from notifier.errors import MissingSecretError, NotifierError, NotifierPermanentError
-from schema.events import BATCH_EVENT_TYPES
-from schema.models import (
-    Batch,
-    Channel,
-    DeliveryAttempt,
-    DeliveryStatus,
-    NotificationDelivery,
-    SummaryJob,
-    utcnow,
-)
+from notifier.errors import DeliveryImpossibleError, MissingSecretError, NotifierError
+from schema.models import Channel, DeliveryStatus, utcnow
 from schema.settings import Settings
+from schema.store import deliveries
+from schema.store.deliveries import DeliveryClaim
+from schema.store.events import BATCH_EVENT_TYPES
+from schema.store.records import BatchRecord, DeliveryRecord, JobRecord
 
 log = logging.getLogger(__name__)
 
-_DELIVERIES = cast(Table, NotificationDelivery.__table__)
-_ATTEMPTS = cast(Table, DeliveryAttempt.__table__)
-_JOBS = cast(Table, SummaryJob.__table__)
-_BATCHES = cast(Table, Batch.__table__)
 _MAX_ERROR_CHARS = 2_000
-
-
-@dataclass(frozen=True)
-class _Claim:
-    delivery: Mapping[str, Any]
-    lease_until: datetime
-    subject: Mapping[str, Any] | None
-    batch_counts: Mapping[str, int]
 
 
 @dataclass(frozen=True)
@@ -84,14 +67,7 @@ class Dispatcher:
         """
         moment = now or utcnow()
         with self.engine.connect() as conn:
-            ids = list(
-                conn.execute(
-                    select(_DELIVERIES.c.id)
-                    .where(_DELIVERIES.c.status == DeliveryStatus.PENDING.value, self._due(moment))
-                    .order_by(_DELIVERIES.c.next_attempt_at)
-                    .limit(self.notifier.sweep_max_deliveries)
-                ).scalars()
-            )
+            ids = deliveries.due_ids(conn, moment, self.notifier.sweep_max_deliveries)
         if not ids:
             return 0
         if len(ids) == 1:
@@ -114,10 +90,6 @@ class Dispatcher:
 
     # -- claiming -----------------------------------------------------------------------------
 
-    @staticmethod
-    def _due(moment: datetime) -> Any:
-        return or_(_DELIVERIES.c.next_attempt_at <= moment, _DELIVERIES.c.next_attempt_at.is_(None))
-
     def _deliver_logged(self, delivery_id: str, now: datetime | None) -> bool:
         try:
             return self.deliver_one(delivery_id, now)
@@ -126,57 +98,24 @@ class Dispatcher:
             log.exception("delivery %s failed unexpectedly", delivery_id)
             return False
 
-    def _claim(self, delivery_id: str, moment: datetime) -> _Claim | None:
+    def _claim(self, delivery_id: str, moment: datetime) -> DeliveryClaim | None:
         lease_until = moment + timedelta(seconds=self.notifier.claim_lease_s)
         with self.engine.begin() as conn:
-            claimed = conn.execute(
-                update(_DELIVERIES)
-                .where(
-                    _DELIVERIES.c.id == delivery_id,
-                    _DELIVERIES.c.status == DeliveryStatus.PENDING.value,
-                    self._due(moment),
-                )
-                .values(next_attempt_at=lease_until, updated_at=utcnow())
-            )
-            if claimed.rowcount != 1:
-                return None
-            delivery = (
-                conn.execute(select(_DELIVERIES).where(_DELIVERIES.c.id == delivery_id)).mappings().one()
-            )
-            subject: Row[Any] | None
-            counts: dict[str, int] = {}
-            if delivery["event_type"] in BATCH_EVENT_TYPES:
-                batch_id = delivery["batch_id"]
-                subject = conn.execute(select(_BATCHES).where(_BATCHES.c.id == batch_id)).one_or_none()
-                counts = {
-                    str(status): int(count)
-                    for status, count in conn.execute(
-                        select(_JOBS.c.status, func.count())
-                        .where(_JOBS.c.batch_id == batch_id)
-                        .group_by(_JOBS.c.status)
-                    )
-                }
-            else:
-                subject = conn.execute(select(_JOBS).where(_JOBS.c.id == delivery["job_id"])).one_or_none()
-        return _Claim(
-            delivery=dict(delivery),
-            lease_until=lease_until,
-            subject=dict(subject._mapping) if subject is not None else None,
-            batch_counts=counts,
-        )
+            return deliveries.claim(conn, delivery_id, moment, lease_until)
 
     # -- attempting ---------------------------------------------------------------------------
 
-    def _data(self, claim: _Claim) -> dict[str, Any]:
-        if claim.subject is None:
-            what = "batch" if claim.delivery["event_type"] in BATCH_EVENT_TYPES else "job"
-            raise NotifierPermanentError(f"the {what} of this event no longer exists")
-        if claim.delivery["event_type"] in BATCH_EVENT_TYPES:
-            return payloads.batch_data(self.notifier, claim.subject, claim.batch_counts)
-        return payloads.job_data(self.notifier, claim.subject)
+    def _data(self, claim: DeliveryClaim) -> dict[str, Any]:
+        subject = claim.subject
+        if isinstance(subject, BatchRecord):
+            return payloads.batch_data(self.notifier, subject, claim.batch_counts)
+        if isinstance(subject, JobRecord):
+            return payloads.job_data(self.notifier, subject)
+        what = "batch" if claim.delivery.event_type in BATCH_EVENT_TYPES else "job"
+        raise DeliveryImpossibleError(f"the {what} of this event no longer exists")
 
-    def _secrets(self, delivery: Mapping[str, Any]) -> Sequence[str]:
-        own = (delivery.get("secret") or "").split()
+    def _secrets(self, delivery: DeliveryRecord) -> Sequence[str]:
+        own = (delivery.secret or "").split()
         if own:
             return own
         defaults = [secret.get_secret_value() for secret in self.notifier.webhook_secrets]
@@ -184,29 +123,27 @@ class Dispatcher:
             raise MissingSecretError("the webhook has no secret and no default secret is configured")
         return defaults
 
-    def _send_webhook(self, claim: _Claim) -> tuple[int | None, float]:
+    def _send_webhook(self, claim: DeliveryClaim) -> tuple[int | None, float]:
         delivery = claim.delivery
-        body = payloads.encode(
-            payloads.envelope(delivery["event_type"], delivery["created_at"], self._data(claim))
-        )
-        headers = signing.sign_headers(self._secrets(delivery), delivery["event_id"], body)
-        response = webhook.post(self.notifier, delivery["target"], body, headers)
+        body = payloads.encode(payloads.envelope(delivery.event_type, delivery.created_at, self._data(claim)))
+        headers = signing.sign_headers(self._secrets(delivery), delivery.event_id, body)
+        response = webhook.post(self.notifier, delivery.target, body, headers)
         return response.status_code, response.latency_ms
 
-    def _send_email(self, claim: _Claim) -> tuple[int | None, float]:
+    def _send_email(self, claim: DeliveryClaim) -> tuple[int | None, float]:
         delivery = claim.delivery
         message = email.build_message(
             self.notifier,
-            event_type=delivery["event_type"],
-            event_id=delivery["event_id"],
-            recipient=delivery["target"],
+            event_type=delivery.event_type,
+            event_id=delivery.event_id,
+            recipient=delivery.target,
             data=self._data(claim),
-            full_summary=(claim.subject or {}).get("summary"),
+            full_summary=claim.subject.summary if isinstance(claim.subject, JobRecord) else None,
         )
         return None, asyncio.run(email.send(self.notifier.smtp, message))
 
-    def _attempt(self, claim: _Claim) -> _Result:
-        channel = claim.delivery["channel"]
+    def _attempt(self, claim: DeliveryClaim) -> _Result:
+        channel = claim.delivery.channel
         started = time.perf_counter()
         try:
             if channel == Channel.WEBHOOK.value:
@@ -214,7 +151,7 @@ class Dispatcher:
             elif channel == Channel.EMAIL.value:
                 status_code, latency_ms = self._send_email(claim)
             else:
-                raise NotifierPermanentError(f"unknown channel {channel!r}")
+                raise DeliveryImpossibleError(f"unknown channel {channel!r}")
         except NotifierError as exc:
             return _Result(
                 succeeded=False,
@@ -229,10 +166,10 @@ class Dispatcher:
 
     # -- recording ----------------------------------------------------------------------------
 
-    def _finish(self, claim: _Claim, result: _Result, now: datetime | None) -> None:
+    def _finish(self, claim: DeliveryClaim, result: _Result, now: datetime | None) -> None:
         delivery = claim.delivery
         moment = now or utcnow()
-        attempts = delivery["attempts"] + 1
+        attempts = delivery.attempts + 1
         schedule = self.notifier.retry_schedule_s
         next_attempt_at: datetime | None = None
         outcome: metrics.Outcome
@@ -246,44 +183,31 @@ class Dispatcher:
         else:
             status, outcome = DeliveryStatus.EXHAUSTED, "exhausted"
         with self.engine.begin() as conn:
-            conn.execute(
-                insert(_ATTEMPTS).values(
-                    delivery_id=delivery["id"],
-                    attempted_at=moment,
-                    status_code=result.status_code,
-                    latency_ms=result.latency_ms,
-                    error=result.error,
-                    succeeded=result.succeeded,
-                )
+            recorded = deliveries.record_attempt(
+                conn,
+                delivery,
+                claim.lease_until,
+                attempted_at=moment,
+                succeeded=result.succeeded,
+                status_code=result.status_code,
+                latency_ms=result.latency_ms,
+                error=result.error,
+                status=status,
+                next_attempt_at=next_attempt_at,
             )
-            recorded = conn.execute(
-                update(_DELIVERIES)
-                .where(
-                    _DELIVERIES.c.id == delivery["id"],
-                    _DELIVERIES.c.status == DeliveryStatus.PENDING.value,
-                    _DELIVERIES.c.next_attempt_at == claim.lease_until,
-                )
-                .values(
-                    status=status.value,
-                    attempts=attempts,
-                    next_attempt_at=next_attempt_at,
-                    last_error=result.error,
-                    updated_at=utcnow(),
-                )
-            )
-        if recorded.rowcount != 1:
+        if not recorded:
             # The lease ran out during the attempt and another process took the delivery over;
             # its own result stands.
-            log.warning("delivery %s: lease lost before its result was recorded", delivery["id"])
+            log.warning("delivery %s: lease lost before its result was recorded", delivery.id)
             return
-        metrics.count(delivery["channel"], outcome)
+        metrics.count(delivery.channel, outcome)
         level = logging.INFO if result.succeeded else logging.WARNING
         log.log(
             level,
             "delivery %s (%s %s, attempt %d): %s%s",
-            delivery["id"],
-            delivery["channel"],
-            delivery["event_type"],
+            delivery.id,
+            delivery.channel,
+            delivery.event_type,
             attempts,
             outcome,
             f" - {result.error}" if result.error else "",

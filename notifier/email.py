@@ -11,9 +11,9 @@ from typing import Any
 
 import aiosmtplib
 
-from notifier.errors import NotifierPermanentError, NotifierRetryableError
-from schema.events import BATCH_COMPLETED, SUMMARY_CANCELED, SUMMARY_FAILED, SUMMARY_SUCCEEDED
+from notifier.errors import DeliveryFailedError, DeliveryImpossibleError
 from schema.settings import NotifierSettings, SmtpSettings
+from schema.store.events import BATCH_COMPLETED, SUMMARY_CANCELED, SUMMARY_FAILED, SUMMARY_SUCCEEDED
 
 _SUBJECTS = {
     SUMMARY_SUCCEEDED: "Summary ready: {id}",
@@ -102,8 +102,8 @@ def build_message(
 async def send(smtp: SmtpSettings, message: EmailMessage) -> float:
     """Send ``message``; return the latency in milliseconds.
 
-    Raises :class:`NotifierPermanentError` when the server refuses every recipient for good
-    (5xx), :class:`NotifierRetryableError` on any other SMTP or network failure.
+    Raises :class:`DeliveryImpossibleError` when the server refuses every recipient for good
+    (5xx), :class:`DeliveryFailedError` on any other SMTP or network failure.
     """
     started = time.perf_counter()
     try:
@@ -122,14 +122,21 @@ async def send(smtp: SmtpSettings, message: EmailMessage) -> float:
         codes = [refusal.code for refusal in exc.recipients]
         text = "; ".join(f"{r.code} {r.message}" for r in exc.recipients)
         if codes and all(code >= 500 for code in codes):
-            raise NotifierPermanentError(f"recipient refused: {text}", latency_ms=latency_ms) from exc
-        raise NotifierRetryableError(f"recipient refused: {text}", latency_ms=latency_ms) from exc
-    except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-        latency_ms = (time.perf_counter() - started) * 1000
-        code = getattr(exc, "code", None)
-        raise NotifierRetryableError(
+            raise DeliveryImpossibleError(f"recipient refused: {text}", latency_ms=latency_ms) from exc
+        raise DeliveryFailedError(f"recipient refused: {text}", latency_ms=latency_ms) from exc
+    except aiosmtplib.SMTPResponseException as exc:
+        # The server answered with a reply code (sender refused, data refused, HELO or AUTH
+        # failed); the log keeps it where a webhook keeps its HTTP status. A 5xx here is about
+        # our side or the server's setup, not the recipient, so it is retried like the rest.
+        raise DeliveryFailedError(
+            f"{type(exc).__name__}: {exc.code} {exc.message}",
+            status_code=exc.code,
+            latency_ms=(time.perf_counter() - started) * 1000,
+        ) from exc
+    except (aiosmtplib.SMTPException, OSError) as exc:
+        # Connection refused or lost, timeouts (TimeoutError is an OSError), TLS and protocol errors.
+        raise DeliveryFailedError(
             f"{type(exc).__name__}: {exc}",
-            status_code=code if isinstance(code, int) else None,
-            latency_ms=latency_ms,
+            latency_ms=(time.perf_counter() - started) * 1000,
         ) from exc
     return (time.perf_counter() - started) * 1000

@@ -9,6 +9,7 @@ from typing import Any
 
 from schema.api import job_to_public
 from schema.settings import NotifierSettings
+from schema.store.records import BatchCounts, BatchRecord, JobRecord
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -29,14 +30,14 @@ def summary_is_inline(settings: NotifierSettings, summary: str | None) -> bool:
     return summary is None or len(summary.encode("utf-8")) <= settings.max_inline_summary_bytes
 
 
-def job_data(settings: NotifierSettings, job_row: Any) -> dict[str, Any]:
+def job_data(settings: NotifierSettings, job: JobRecord) -> dict[str, Any]:
     """The job as the API shows it, with a long summary swapped for a link to it.
 
     ``summary_url`` is always present (null when the summary is inline) so receivers see one
     shape; a summary over ``max_inline_summary_bytes`` would make every delivery, and every
     retry, that much larger.
     """
-    data: dict[str, Any] = job_to_public(job_row).model_dump(mode="json")
+    data: dict[str, Any] = job_to_public(job).model_dump(mode="json")
     data["summary_url"] = None
     if not summary_is_inline(settings, data.get("summary")):
         data["summary"] = None
@@ -44,22 +45,18 @@ def job_data(settings: NotifierSettings, job_row: Any) -> dict[str, Any]:
     return data
 
 
-def batch_data(
-    settings: NotifierSettings, batch_row: Mapping[str, Any], counts: Mapping[str, int]
-) -> dict[str, Any]:
-    """A batch with how many of its jobs ended in each status."""
-    metadata = batch_row.get("metadata_")
-    if metadata is None:
-        metadata = batch_row.get("metadata")
+def batch_data(settings: NotifierSettings, batch: BatchRecord, counts: BatchCounts) -> dict[str, Any]:
+    """A batch with how many of its jobs ended in each status (statuses with none left out)."""
+    by_status = {status: count for status, count in counts.as_dict().items() if status != "total" and count}
     return {
-        "id": batch_row["id"],
-        "status": batch_row["status"],
-        "total": batch_row.get("total") or 0,
-        "counts": dict(sorted(counts.items())),
-        "metadata": metadata or {},
-        "created_at": _iso(batch_row.get("created_at")),
-        "finished_at": _iso(batch_row.get("finished_at")),
-        "url": batch_url(settings, batch_row["id"]),
+        "id": batch.id,
+        "status": batch.status,
+        "total": batch.total,
+        "counts": dict(sorted(by_status.items())),
+        "metadata": batch.metadata or {},
+        "created_at": _iso(batch.created_at),
+        "finished_at": _iso(batch.finished_at),
+        "url": batch_url(settings, batch.id),
     }
 
 

@@ -14,13 +14,13 @@ import hmac
 import time
 from collections.abc import Mapping, Sequence
 
+from common.webhook_secrets import SECRET_PREFIX, new_secret
 from notifier.errors import InvalidSecretError, SignatureError
-from schema.webhook_secrets import SECRET_PREFIX, new_secret
 
 SIGNATURE_VERSION = "v1"
 DEFAULT_TOLERANCE_S = 300.0
 
-# new_secret and SECRET_PREFIX live in schema (the gateway makes secrets too) and are re-exported here.
+# new_secret and SECRET_PREFIX live in common (the gateway makes secrets too) and are re-exported here.
 __all__ = ["SECRET_PREFIX", "new_secret", "secret_key", "sign", "sign_headers", "signature_header", "verify"]
 
 

@@ -1,4 +1,4 @@
-"""One webhook attempt over httpx, connected only to addresses vetted by :mod:`schema.urlsafety`."""
+"""One webhook attempt over httpx, connected only to addresses vetted by :mod:`common.urlsafety`."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from dataclasses import dataclass
 import httpcore
 import httpx
 
-from notifier.errors import DestinationGoneError, NotifierPermanentError, NotifierRetryableError
+from common.urlsafety import HostResolutionError, UnsafeUrlError, resolve_and_check
+from notifier.errors import DeliveryFailedError, DeliveryImpossibleError, DestinationGoneError
 from schema.settings import NotifierSettings
-from schema.urlsafety import HostResolutionError, UnsafeUrlError, resolve_and_check
 
 USER_AGENT = "condense-webhooks/1"
 _ERROR_EXCERPT_BYTES = 200
@@ -69,8 +69,8 @@ class WebhookResponse:
 def post(settings: NotifierSettings, url: str, body: bytes, headers: dict[str, str]) -> WebhookResponse:
     """POST one signed body to ``url``; return its answer when it is 2xx.
 
-    Raises :class:`NotifierRetryableError` (network errors, non-2xx answers, a host that does not
-    resolve right now), :class:`DestinationGoneError` on 410, and :class:`NotifierPermanentError`
+    Raises :class:`DeliveryFailedError` (network errors, non-2xx answers, a host that does not
+    resolve right now), :class:`DestinationGoneError` on 410, and :class:`DeliveryImpossibleError`
     when the URL is no longer safe to call.
     """
     try:
@@ -81,9 +81,9 @@ def post(settings: NotifierSettings, url: str, body: bytes, headers: dict[str, s
             http_allowlist=settings.http_allowlist,
         )
     except HostResolutionError as exc:
-        raise NotifierRetryableError(exc.message) from exc
+        raise DeliveryFailedError(exc.message) from exc
     except UnsafeUrlError as exc:
-        raise NotifierPermanentError(exc.message, code=exc.code) from exc
+        raise DeliveryImpossibleError(exc.message, code=exc.code) from exc
 
     request_headers = {
         **headers,
@@ -101,7 +101,7 @@ def post(settings: NotifierSettings, url: str, body: bytes, headers: dict[str, s
         ) as client:
             response = client.post(url, content=body, headers=request_headers)
     except (httpx.HTTPError, OSError) as exc:
-        raise NotifierRetryableError(
+        raise DeliveryFailedError(
             f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__,
             latency_ms=(time.perf_counter() - started) * 1000,
         ) from exc
@@ -112,4 +112,4 @@ def post(settings: NotifierSettings, url: str, body: bytes, headers: dict[str, s
     message = f"HTTP {response.status_code}" + (f": {excerpt}" if excerpt else "")
     if response.status_code == httpx.codes.GONE:
         raise DestinationGoneError(message, status_code=response.status_code, latency_ms=latency_ms)
-    raise NotifierRetryableError(message, status_code=response.status_code, latency_ms=latency_ms)
+    raise DeliveryFailedError(message, status_code=response.status_code, latency_ms=latency_ms)

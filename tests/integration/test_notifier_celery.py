@@ -7,8 +7,8 @@ from pathlib import Path
 from celery.contrib.testing.worker import start_worker
 from sqlalchemy import Engine
 
+from common.celeryapp import DELIVER_NOTIFICATION, NOTIFY_QUEUE, SWEEP_NOTIFICATIONS
 from notifier.app import create_celery_app
-from schema.tasks import DELIVER_NOTIFICATION, NOTIFY_QUEUE, SWEEP_NOTIFICATIONS
 from tests.fixtures.receivers import WebhookReceiver, webhook_receiver
 
 # The shared fixtures are imported by name, which the test parameters then shadow.
@@ -40,8 +40,8 @@ def test_a_nudged_delivery_and_a_sweep_go_through_a_real_worker(
         second = webhook_receiver.wait_for(2, timeout_s=30)[1]
         assert second.verified, second.verify_error
 
-    assert delivery(engine, nudged)["status"] == "succeeded"
-    assert delivery(engine, swept)["status"] == "succeeded"
-    assert first.webhook_id == delivery(engine, nudged)["event_id"]
-    assert second.webhook_id == delivery(engine, swept)["event_id"]
+    assert delivery(engine, nudged).status == "succeeded"
+    assert delivery(engine, swept).status == "succeeded"
+    assert first.webhook_id == delivery(engine, nudged).event_id
+    assert second.webhook_id == delivery(engine, swept).event_id
     assert app.conf.beat_schedule["sweep-notifications"]["schedule"] == 0.5

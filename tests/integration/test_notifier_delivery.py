@@ -10,22 +10,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, RowMapping, insert, select
+from sqlalchemy import Engine, delete, insert, select
 
+from common.urlsafety import UnsafeUrlError, check_webhook_url
 from notifier.dispatch import Dispatcher
 from schema.db import make_engine
-from schema.events import (
-    BATCH_COMPLETED,
-    EVENT_FOR_STATUS,
-    DeliveryNotFoundError,
-    DeliveryNotReplayableError,
-    record_batch_event,
-    record_job_event,
-    redeliver,
-)
-from schema.models import attempts_table, batches_table, deliveries_table, jobs_table, new_id, utcnow
+from schema.models import attempts_table, batches_table, jobs_table, new_id, utcnow
 from schema.settings import CelerySettings, DatabaseSettings, NotifierSettings, Settings, SmtpSettings
-from schema.urlsafety import UnsafeUrlError, check_webhook_url
+from schema.store import deliveries
+from schema.store.errors import DeliveryNotReplayableError, NotFoundError
+from schema.store.events import BATCH_COMPLETED, EVENT_FOR_STATUS, record_batch_event, record_job_event
+from schema.store.records import AttemptRecord, BatchRecord, DeliveryRecord, JobRecord
+from tests.builders import job_values
 from tests.fixtures.receivers import (
     SmtpServer,
     WebhookReceiver,
@@ -35,7 +31,6 @@ from tests.fixtures.receivers import (
 
 JOBS = jobs_table
 BATCHES = batches_table
-DELIVERIES = deliveries_table
 ATTEMPTS = attempts_table
 
 SHORT_SCHEDULE_S = [1.0, 1.0, 1.0]
@@ -72,50 +67,51 @@ def finish_job(
 ) -> tuple[str, list[str]]:
     """Store a finished job and its event in one transaction, as a worker does."""
     now = utcnow()
-    job = {
-        "id": new_id(),
-        "tenant": "acme",
-        "status": status,
-        "route": "async",
-        "lane": "interactive",
-        "input_text": "Some long text. " * 20,
-        "input_tokens": 80,
-        "params": {"max_words": 50},
-        "summary": summary if status == "succeeded" else None,
-        "error_code": "bad_document" if status == "failed" else None,
-        "error_message": "could not read it" if status == "failed" else None,
-        "attempts": 1,
-        "progress_done": 1,
-        "progress_total": 1,
-        "metadata": {"ref": "x-1"},
-        "webhook_url": webhook_url,
-        "webhook_secret": webhook_secret,
-        "email": email,
-        "batch_id": batch_id,
-        "created_at": now,
-        "updated_at": now,
-        "started_at": now,
-        "finished_at": now,
-    }
+    values = job_values(
+        status=status,
+        input_text="Some long text. " * 20,
+        input_tokens=80,
+        params={"max_words": 50},
+        summary=summary if status == "succeeded" else None,
+        error_code="bad_document" if status == "failed" else None,
+        error_message="could not read it" if status == "failed" else None,
+        attempts=1,
+        progress_done=1,
+        progress_total=1,
+        metadata={"ref": "x-1"},
+        webhook_url=webhook_url,
+        webhook_secret=webhook_secret,
+        email=email,
+        batch_id=batch_id,
+        started_at=now,
+        finished_at=now,
+    )
     with engine.begin() as conn:
-        conn.execute(insert(JOBS), [job])
-        row = conn.execute(select(JOBS).where(JOBS.c.id == job["id"])).mappings().one()
-        delivery_ids = record_job_event(conn, row, EVENT_FOR_STATUS[status])
-    return str(job["id"]), delivery_ids
+        conn.execute(insert(JOBS), [values])
+        # The record as read back, which is what a transition hands to record_job_event.
+        job = JobRecord.from_row(conn.execute(select(JOBS).where(JOBS.c.id == values["id"])).mappings().one())
+        delivery_ids = record_job_event(conn, job, EVENT_FOR_STATUS[status])
+    return job.id, delivery_ids
 
 
-def delivery(engine: Engine, delivery_id: str) -> RowMapping:
+def delivery(engine: Engine, delivery_id: str) -> DeliveryRecord:
     with engine.connect() as conn:
-        return conn.execute(select(DELIVERIES).where(DELIVERIES.c.id == delivery_id)).mappings().one()
+        return deliveries.get(conn, delivery_id)
 
 
-def attempts(engine: Engine, delivery_id: str) -> list[RowMapping]:
+def attempts(engine: Engine, delivery_id: str) -> list[AttemptRecord]:
     with engine.connect() as conn:
-        return list(
-            conn.execute(
+        return [
+            AttemptRecord.from_row(row)
+            for row in conn.execute(
                 select(ATTEMPTS).where(ATTEMPTS.c.delivery_id == delivery_id).order_by(ATTEMPTS.c.id)
             ).mappings()
-        )
+        ]
+
+
+def redeliver(engine: Engine, delivery_id: str, *, tenant: str | None = None) -> DeliveryRecord:
+    with engine.begin() as conn:
+        return deliveries.redeliver(conn, delivery_id, tenant=tenant)
 
 
 def later(seconds: float) -> datetime:
@@ -140,20 +136,20 @@ def test_webhook_is_signed_verified_and_logged(
     assert request.path == "/hooks"
     assert request.headers["content-type"] == "application/json"
     row = delivery(engine, delivery_id)
-    assert request.webhook_id == row["event_id"]
+    assert request.webhook_id == row.event_id
     assert request.payload["type"] == "summary.succeeded"
     assert request.payload["data"]["id"] == job_id
     assert request.payload["data"]["status"] == "succeeded"
     assert request.payload["data"]["summary"] == "A short summary."
     assert request.payload["data"]["summary_url"] is None
     assert request.payload["data"]["metadata"] == {"ref": "x-1"}
-    assert row["status"] == "succeeded"
-    assert row["attempts"] == 1
-    assert row["next_attempt_at"] is None
+    assert row.status == "succeeded"
+    assert row.attempts == 1
+    assert row.next_attempt_at is None
     [attempt] = attempts(engine, delivery_id)
-    assert attempt["succeeded"] is True
-    assert attempt["status_code"] == 200
-    assert attempt["latency_ms"] > 0
+    assert attempt.succeeded is True
+    assert attempt.status_code == 200
+    assert attempt.latency_ms is not None and attempt.latency_ms > 0
     # Nothing more is due once it succeeded, however late it gets.
     assert dispatcher.deliver_due(later(10**6)) == 0
     assert len(webhook_receiver.requests) == 1
@@ -187,9 +183,9 @@ def test_retries_until_the_receiver_recovers_with_the_same_webhook_id(
     start = utcnow()
     assert dispatcher.deliver_due(start) == 1
     row = delivery(engine, delivery_id)
-    assert (row["status"], row["attempts"]) == ("pending", 1)
-    assert row["next_attempt_at"] == start + timedelta(seconds=5)
-    assert "HTTP 500" in row["last_error"]
+    assert (row.status, row.attempts) == ("pending", 1)
+    assert row.next_attempt_at == start + timedelta(seconds=5)
+    assert row.last_error is not None and "HTTP 500" in row.last_error
     # Not due before the first slot of the schedule.
     assert dispatcher.deliver_due(start + timedelta(seconds=4)) == 0
     assert dispatcher.deliver_due(start + timedelta(seconds=5)) == 1
@@ -202,8 +198,8 @@ def test_retries_until_the_receiver_recovers_with_the_same_webhook_id(
     assert len({r.webhook_id for r in requests}) == 1
     assert len({r.body for r in requests}) == 1  # the payload is the event's, not the attempt's
     row = delivery(engine, delivery_id)
-    assert (row["status"], row["attempts"], row["last_error"]) == ("succeeded", 3, None)
-    assert [(a["status_code"], a["succeeded"]) for a in attempts(engine, delivery_id)] == [
+    assert (row.status, row.attempts, row.last_error) == ("succeeded", 3, None)
+    assert [(a.status_code, a.succeeded) for a in attempts(engine, delivery_id)] == [
         (500, False),
         (502, False),
         (200, True),
@@ -221,11 +217,11 @@ def test_short_real_time_schedule_delivers_after_recovery(
 
     for _ in range(100):
         dispatcher.deliver_due()
-        if delivery(engine, delivery_id)["status"] != "pending":
+        if delivery(engine, delivery_id).status != "pending":
             break
         threading.Event().wait(0.05)
 
-    assert delivery(engine, delivery_id)["status"] == "succeeded"
+    assert delivery(engine, delivery_id).status == "succeeded"
     assert [r.status for r in webhook_receiver.requests] == [503, 503, 200]
 
 
@@ -242,7 +238,7 @@ def test_gone_disables_the_delivery(
     assert dispatcher.deliver_due(later(10**6)) == 0
 
     row = delivery(engine, delivery_id)
-    assert (row["status"], row["attempts"], row["next_attempt_at"]) == ("disabled", 1, None)
+    assert (row.status, row.attempts, row.next_attempt_at) == ("disabled", 1, None)
     assert len(webhook_receiver.requests) == 1
 
 
@@ -258,22 +254,20 @@ def test_exhausted_after_the_schedule_then_redelivered(
     for step in range(5):
         dispatcher.deliver_due(later(step * 10))
     row = delivery(engine, delivery_id)
-    assert (row["status"], row["attempts"]) == ("exhausted", 3)  # the first try and two retries
+    assert (row.status, row.attempts) == ("exhausted", 3)  # the first try and two retries
     assert len(webhook_receiver.requests) == 3
 
-    with pytest.raises(DeliveryNotFoundError):
+    with pytest.raises(NotFoundError):
         redeliver(engine, delivery_id, tenant="someone-else")
     webhook_receiver.default_status = 200
-    redeliver(engine, delivery_id)
-    assert (delivery(engine, delivery_id)["status"], delivery(engine, delivery_id)["attempts"]) == (
-        "pending",
-        0,
-    )
+    reset = redeliver(engine, delivery_id)
+    assert (reset.status, reset.attempts, reset.last_error) == ("pending", 0, None)
+    assert delivery(engine, delivery_id) == reset
     with pytest.raises(DeliveryNotReplayableError):
         redeliver(engine, delivery_id)
 
     assert dispatcher.deliver_due() == 1
-    assert delivery(engine, delivery_id)["status"] == "succeeded"
+    assert delivery(engine, delivery_id).status == "succeeded"
     requests = webhook_receiver.requests
     assert len(requests) == 4
     assert requests[-1].verified
@@ -281,7 +275,7 @@ def test_exhausted_after_the_schedule_then_redelivered(
     assert len(attempts(engine, delivery_id)) == 4  # the log keeps the earlier round
     with pytest.raises(DeliveryNotReplayableError, match="succeeded"):
         redeliver(engine, delivery_id)
-    with pytest.raises(DeliveryNotFoundError):
+    with pytest.raises(NotFoundError):
         redeliver(engine, "no-such-delivery")
 
 
@@ -295,10 +289,10 @@ def test_network_error_is_retried(tmp_path: Path, db_url: str, engine: Engine) -
     dispatcher.deliver_due()
 
     row = delivery(engine, delivery_id)
-    assert (row["status"], row["attempts"]) == ("pending", 1)
+    assert (row.status, row.attempts) == ("pending", 1)
     [attempt] = attempts(engine, delivery_id)
-    assert attempt["status_code"] is None
-    assert "Connect" in attempt["error"]
+    assert attempt.status_code is None
+    assert attempt.error is not None and "Connect" in attempt.error
 
 
 def test_long_summary_is_replaced_by_its_url(
@@ -343,8 +337,27 @@ def test_webhook_without_any_secret_is_disabled(
 
     Dispatcher(make_settings(tmp_path, db_url), engine).deliver_due()
 
-    assert delivery(engine, delivery_id)["status"] == "disabled"
-    assert "secret" in delivery(engine, delivery_id)["last_error"]
+    assert delivery(engine, delivery_id).status == "disabled"
+    assert "secret" in (delivery(engine, delivery_id).last_error or "")
+    assert webhook_receiver.requests == []
+
+
+def test_event_of_a_deleted_job_is_disabled_not_retried(
+    tmp_path: Path, db_url: str, engine: Engine, webhook_receiver: WebhookReceiver
+) -> None:
+    job_id, [delivery_id] = finish_job(
+        engine, webhook_url=webhook_receiver.url, webhook_secret=webhook_receiver.secret
+    )
+    with engine.begin() as conn:
+        conn.execute(delete(JOBS).where(JOBS.c.id == job_id))
+    dispatcher = Dispatcher(make_settings(tmp_path, db_url), engine)
+
+    assert dispatcher.deliver_due() == 1
+    assert dispatcher.deliver_due(later(10**6)) == 0
+
+    row = delivery(engine, delivery_id)
+    assert (row.status, row.attempts) == ("disabled", 1)
+    assert row.last_error == "the job of this event no longer exists"
     assert webhook_receiver.requests == []
 
 
@@ -377,7 +390,9 @@ def test_batch_completed_event(
     finish_job(engine, batch_id=batch_id)
     finish_job(engine, status="failed", batch_id=batch_id)
     with engine.begin() as conn:
-        batch = conn.execute(select(BATCHES).where(BATCHES.c.id == batch_id)).mappings().one()
+        batch = BatchRecord.from_row(
+            conn.execute(select(BATCHES).where(BATCHES.c.id == batch_id)).mappings().one()
+        )
         [delivery_id] = record_batch_event(conn, batch, BATCH_COMPLETED)
 
     Dispatcher(make_settings(tmp_path, db_url), engine).deliver_due()
@@ -388,7 +403,7 @@ def test_batch_completed_event(
     data = request.payload["data"]
     assert (data["id"], data["total"], data["metadata"]) == (batch_id, 3, {"run": 7})
     assert data["counts"] == {"failed": 1, "succeeded": 2}
-    assert delivery(engine, delivery_id)["batch_id"] == batch_id
+    assert delivery(engine, delivery_id).batch_id == batch_id
 
 
 def test_two_notifiers_never_send_the_same_attempt(
@@ -417,7 +432,7 @@ def test_two_notifiers_never_send_the_same_attempt(
 
     assert sum(sent) == len(ids)
     assert sorted(r.webhook_id for r in webhook_receiver.requests) == sorted(
-        delivery(engine, i)["event_id"] for i in ids
+        delivery(engine, i).event_id for i in ids
     )
     assert all(len(attempts(engine, i)) == 1 for i in ids)
 
@@ -455,10 +470,10 @@ def test_private_and_metadata_targets_are_refused(
     Dispatcher(make_settings(tmp_path, db_url, allow_loopback=False), engine).deliver_due()
 
     row = delivery(engine, delivery_id)
-    assert row["status"] == "disabled"
-    assert "address" in row["last_error"]
+    assert row.status == "disabled"
+    assert row.last_error is not None and "address" in row.last_error
     [attempt] = attempts(engine, delivery_id)
-    assert attempt["status_code"] is None
+    assert attempt.status_code is None
 
 
 def test_a_name_resolving_to_loopback_is_refused_unless_allowed(
@@ -471,13 +486,13 @@ def test_a_name_resolving_to_loopback_is_refused_unless_allowed(
 
     Dispatcher(make_settings(tmp_path, db_url, allow_loopback=False), engine).deliver_due()
 
-    assert delivery(engine, refused)["status"] == "disabled"
+    assert delivery(engine, refused).status == "disabled"
     assert webhook_receiver.requests == []
 
     # Allowed, the same name reaches the receiver, connected to the address that was checked.
     _, [allowed] = finish_job(engine, webhook_url=url, webhook_secret=webhook_receiver.secret)
     Dispatcher(make_settings(tmp_path, db_url, allow_loopback=True), engine).deliver_due()
-    assert delivery(engine, allowed)["status"] == "succeeded"
+    assert delivery(engine, allowed).status == "succeeded"
     [request] = webhook_receiver.requests
     assert request.verified
     assert request.headers["host"] == f"localhost:{webhook_receiver.port}"
@@ -527,8 +542,8 @@ def test_email_is_multipart_with_the_summary(
     assert job_id in text and "Status: succeeded" in text and "Dogs <bark>." in text
     html = rich.get_content()
     assert job_id in html and "Dogs &lt;bark&gt;." in html
-    assert message["Message-ID"] == f"<{delivery(engine, delivery_id)['event_id']}@condense>"
-    assert delivery(engine, delivery_id)["status"] == "succeeded"
+    assert message["Message-ID"] == f"<{delivery(engine, delivery_id).event_id}@condense>"
+    assert delivery(engine, delivery_id).status == "succeeded"
 
 
 def test_long_summary_email_shows_its_start_and_a_link(
@@ -560,19 +575,19 @@ def test_email_reaches_a_server_that_was_down_at_first(
     start = utcnow()
     assert dispatcher.deliver_due(start) == 1
     row = delivery(engine, delivery_id)
-    assert (row["status"], row["attempts"]) == ("pending", 1)
-    assert row["last_error"]
+    assert (row.status, row.attempts) == ("pending", 1)
+    assert row.last_error
 
     smtp_server.start()
     assert dispatcher.deliver_due(start + timedelta(seconds=30)) == 1
     [received] = smtp_server.wait_for(1)
     assert received.message["Subject"].startswith("Summary canceled: ")
-    assert delivery(engine, delivery_id)["status"] == "succeeded"
+    assert delivery(engine, delivery_id).status == "succeeded"
     # A success is final: no second email, whatever the clock says.
     assert dispatcher.deliver_due(start + timedelta(days=2)) == 0
     assert dispatcher.deliver_one(delivery_id) is False
     assert len(smtp_server.messages) == 1
-    assert [a["succeeded"] for a in attempts(engine, delivery_id)] == [False, True]
+    assert [a.succeeded for a in attempts(engine, delivery_id)] == [False, True]
 
 
 def test_job_with_webhook_and_email_gets_both(
@@ -588,6 +603,6 @@ def test_job_with_webhook_and_email_gets_both(
     assert Dispatcher(email_settings(tmp_path, db_url, smtp_server), engine).deliver_due() == 2
 
     assert len(ids) == 2
-    assert {delivery(engine, i)["channel"] for i in ids} == {"webhook", "email"}
+    assert {delivery(engine, i).channel for i in ids} == {"webhook", "email"}
     assert len(webhook_receiver.requests) == 1
     assert len(smtp_server.wait_for(1)) == 1

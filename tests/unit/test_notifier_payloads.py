@@ -8,12 +8,15 @@ from typing import Any
 
 from notifier import email, payloads
 from schema.settings import NotifierSettings
+from schema.store.batches import new_batch
+from schema.store.records import BatchCounts, JobRecord
+from tests.builders import job_values
 
 CREATED = datetime(2025, 1, 2, 3, 4, 5, 600_000, tzinfo=UTC)
 
 
-def job_row(**changes: Any) -> dict[str, Any]:
-    row: dict[str, Any] = {
+def job_row(**changes: Any) -> JobRecord:
+    values: dict[str, Any] = {
         "id": "0190a1b2-0000-7000-8000-000000000001",
         "status": "succeeded",
         "route": "async",
@@ -21,21 +24,18 @@ def job_row(**changes: Any) -> dict[str, Any]:
         "started_at": CREATED,
         "finished_at": CREATED,
         "summary": "Short.",
-        "error_code": None,
-        "error_message": None,
         "progress_done": 2,
         "progress_total": 2,
         "model": {"name": "minilm"},
         "params": {"max_words": 40},
         "metadata": {"ref": "a"},
-        "batch_id": None,
         "custom_id": "doc-7",
         "attempts": 1,
         "webhook_secret": "whsec_must_never_leak",
         "input_text": "the whole document",
     }
-    row.update(changes)
-    return row
+    values.update(changes)
+    return JobRecord(**job_values(**values))
 
 
 def test_job_data_is_the_public_job_object() -> None:
@@ -74,11 +74,17 @@ def test_envelope_and_encoding() -> None:
 
 
 def test_batch_data() -> None:
-    batch = {"id": "b1", "status": "completed", "total": 3, "metadata": {"k": 1}, "created_at": CREATED}
-    data = payloads.batch_data(
-        NotifierSettings(public_base_url="https://x.example"), batch, {"succeeded": 2, "failed": 1}
+    batch = new_batch(
+        tenant="acme", total=3, id="b1", status="completed", metadata={"k": 1}, created_at=CREATED
     )
+    data = payloads.batch_data(
+        NotifierSettings(public_base_url="https://x.example"), batch, BatchCounts(succeeded=2, failed=1)
+    )
+    # Statuses no job ended in are left out, in name order.
     assert data["counts"] == {"failed": 1, "succeeded": 2}
+    assert list(data["counts"]) == ["failed", "succeeded"]
+    assert (data["id"], data["status"], data["total"]) == ("b1", "completed", 3)
+    assert data["created_at"] == "2025-01-02T03:04:05.600000Z"
     assert data["url"] == "https://x.example/v1/batches/b1"
     assert data["finished_at"] is None
     assert data["metadata"] == {"k": 1}
@@ -93,9 +99,9 @@ def test_email_for_a_long_summary_shows_its_start_and_a_link() -> None:
         event_id="msg_1",
         recipient="ada@example.com",
         data=payloads.job_data(settings, row),
-        full_summary=row["summary"],
+        full_summary=row.summary,
     )
-    assert message["Subject"] == f"Summary ready: {row['id']}"
+    assert message["Subject"] == f"Summary ready: {row.id}"
     assert message["Message-ID"] == "<msg_1@condense>"
     plain = message.get_body(("plain",))
     rich = message.get_body(("html",))
@@ -103,8 +109,8 @@ def test_email_for_a_long_summary_shows_its_start_and_a_link() -> None:
     text = plain.get_content()
     assert "Paris is the capital" in text
     assert text.count("Paris") == 1
-    assert f"https://x.example/v1/summaries/{row['id']}" in text
-    assert f"https://x.example/v1/summaries/{row['id']}" in rich.get_content()
+    assert f"https://x.example/v1/summaries/{row.id}" in text
+    assert f"https://x.example/v1/summaries/{row.id}" in rich.get_content()
 
 
 def test_email_for_a_failed_job_names_the_error() -> None:

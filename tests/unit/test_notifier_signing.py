@@ -56,8 +56,10 @@ def test_new_secret_has_the_whsec_form() -> None:
 
 
 def test_invalid_secrets_are_refused() -> None:
-    with pytest.raises(InvalidSecretError):
+    with pytest.raises(InvalidSecretError) as refused:
         signing.sign("whsec_not*base64!", "m", 1, "b")
+    # Waiting cannot mend a secret: the notifier disables such a delivery instead of retrying it.
+    assert (refused.value.code, refused.value.retryable) == ("invalid_webhook_secret", False)
     with pytest.raises(InvalidSecretError):
         signing.sign("whsec_", "m", 1, "b")
     with pytest.raises(InvalidSecretError):
