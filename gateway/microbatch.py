@@ -23,12 +23,9 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import Generic, TypeVar
 
-from schema.errors import CondenseError, RetryableError
-
-if TYPE_CHECKING:
-    from schema.settings import MicroBatchSettings
+from common.errors import CondenseError
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +34,7 @@ R = TypeVar("R")
 
 BatchObserver = Callable[[int, int, float], None]
 
-# Before the first batch has been timed, QueueFull still has to suggest some wait.
+# Before the first batch has been timed, QueueFullError still has to suggest some wait.
 _DEFAULT_BATCH_LATENCY_S = 1.0
 _LATENCY_SMOOTHING = 0.2
 _RETRY_AFTER_MIN_S = 0.1
@@ -48,45 +45,29 @@ class MicroBatchError(CondenseError):
     """Base of the micro-batcher's own errors."""
 
 
-class QueueFull(MicroBatchError, RetryableError):
+class QueueFullError(MicroBatchError):
     """Too many requests are already waiting; the client should come back after ``retry_after_s``."""
 
     code = "overloaded"
-    http_status = 503
+    retryable = True
 
     def __init__(self, message: str, *, retry_after_s: float) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
 
 
-class DeadlineExceeded(MicroBatchError, RetryableError):
+class DeadlineExceededError(MicroBatchError):
     """The request's deadline passed before its result was ready."""
 
     code = "deadline_exceeded"
-    http_status = 504
+    retryable = True
 
 
-class BatcherClosed(MicroBatchError, RetryableError):
+class BatcherClosedError(MicroBatchError):
     """The batcher is not running (not started yet, or shutting down); another replica may serve."""
 
     code = "unavailable"
-    http_status = 503
-
-
-@dataclass(frozen=True)
-class MicroBatchStats:
-    """A snapshot of the batcher's counters, for metrics and health pages."""
-
-    batches: int
-    items: int
-    failed_batches: int
-    rejected: int
-    expired: int
-    cancelled: int
-    queue_depth: int
-    running_batches: int
-    mean_batch_size: float
-    mean_batch_latency_s: float | None
+    retryable = True
 
 
 class _State(enum.Enum):
@@ -106,17 +87,6 @@ class _Waiter(Generic[T, R]):
 
 
 @dataclass
-class _Counters:
-    batches: int = 0
-    items: int = 0
-    failed_batches: int = 0
-    rejected: int = 0
-    expired: int = 0
-    cancelled: int = 0
-    latency_s: float | None = None
-
-
-@dataclass
 class _Batch(Generic[T, R]):
     waiters: list[_Waiter[T, R]] = field(default_factory=list)
     tokens: int = 0
@@ -129,7 +99,7 @@ class MicroBatcher(Generic[T, R]):
     the result, or an exception instance that fails only that item. An exception raised by
     ``run_batch`` itself fails every item of the batch, and the batcher goes on with the next one.
     The exception is passed through unwrapped, so a :class:`CondenseError` keeps its code and
-    status; every caller of the failed batch receives the same instance.
+    retryable flag; every caller of the failed batch receives the same instance.
     ``cost`` gives an item's size in tokens for the ``max_batch_tokens`` budget. ``on_batch`` is
     called on the event loop after every batch with its size, token sum and run time in seconds.
     A batcher is started once and stopped once.
@@ -171,7 +141,8 @@ class MicroBatcher(Generic[T, R]):
         self._queue: deque[_Waiter[T, R]] = deque()
         # Items waiting for the engine, whether still in the deque or in the batch being formed.
         self._pending = 0
-        self._counters = _Counters()
+        # Smoothed run time of a batch, for the Retry-After estimate; None until one has run.
+        self._latency_s: float | None = None
         self._running: set[asyncio.Task[None]] = set()
         self._forming: _Batch[T, R] | None = None
         self._executor: ThreadPoolExecutor | None = None
@@ -180,29 +151,6 @@ class MicroBatcher(Generic[T, R]):
         self._slots: asyncio.Semaphore | None = None
         self._accepting = False
         self._stopping = False
-
-    @classmethod
-    def from_settings(
-        cls,
-        settings: MicroBatchSettings,
-        *,
-        run_batch: Callable[[list[T]], Sequence[R | BaseException]],
-        cost: Callable[[T], int],
-        workers: int = 1,
-        on_batch: BatchObserver | None = None,
-        name: str = "microbatch",
-    ) -> MicroBatcher[T, R]:
-        return cls(
-            run_batch=run_batch,
-            cost=cost,
-            max_batch=settings.max_batch,
-            max_batch_tokens=settings.max_batch_tokens,
-            max_wait_ms=settings.max_wait_ms,
-            max_queue=settings.max_queue,
-            workers=workers,
-            on_batch=on_batch,
-            name=name,
-        )
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -224,16 +172,17 @@ class MicroBatcher(Generic[T, R]):
         """Stop accepting work, then finish or fail what is left, and shut the threads down.
 
         With ``drain`` the waiting requests still run (each within its own deadline); without it
-        they fail at once with :class:`BatcherClosed`. Batches already in the engine are awaited.
-        After ``timeout_s`` whatever is still waiting or running fails with :class:`BatcherClosed`;
-        a thread stuck in the engine cannot be interrupted, so it is left to finish on its own.
+        they fail at once with :class:`BatcherClosedError`. Batches already in the engine are
+        awaited. After ``timeout_s`` whatever is still waiting or running fails with
+        :class:`BatcherClosedError`; a thread stuck in the engine cannot be interrupted, so it is
+        left to finish on its own.
         """
         if self._loop_task is None or self._stopping:
             return
         self._stopping = True
         self._accepting = False
         if not drain:
-            self._fail_waiting(BatcherClosed("the micro-batcher is shutting down"))
+            self._fail_waiting(BatcherClosedError("the micro-batcher is shutting down"))
         assert self._wakeup is not None  # noqa: S101 - set by start()
         self._wakeup.set()
         loop_task = self._loop_task
@@ -249,7 +198,7 @@ class MicroBatcher(Generic[T, R]):
             for task in leftovers:
                 task.cancel()
             await asyncio.gather(*leftovers, return_exceptions=True)
-            self._fail_waiting(BatcherClosed("the micro-batcher shut down before this request ran"))
+            self._fail_waiting(BatcherClosedError("the micro-batcher shut down before this request ran"))
             if executor is not None:
                 executor.shutdown(wait=False, cancel_futures=True)
         else:
@@ -263,17 +212,17 @@ class MicroBatcher(Generic[T, R]):
     async def submit(self, item: T, *, timeout_s: float) -> R:
         """Run ``item`` in the next batch with room for it and return its result.
 
-        Raises :class:`QueueFull` when ``max_queue`` requests already wait, :class:`DeadlineExceeded`
-        when no result arrives within ``timeout_s``, :class:`BatcherClosed` when not running, and
-        whatever exception ``run_batch`` gave for this item (or raised for its whole batch).
+        Raises :class:`QueueFullError` when ``max_queue`` requests already wait,
+        :class:`DeadlineExceededError` when no result arrives within ``timeout_s``,
+        :class:`BatcherClosedError` when not running, and whatever exception ``run_batch`` gave for
+        this item (or raised for its whole batch).
         """
         if not timeout_s > 0:
             raise ValueError(f"timeout_s must be positive, not {timeout_s}")
         if not self._accepting:
-            raise BatcherClosed("the summarization engine is not accepting requests")
+            raise BatcherClosedError("the summarization engine is not accepting requests")
         if self._pending >= self.max_queue:
-            self._counters.rejected += 1
-            raise QueueFull(
+            raise QueueFullError(
                 f"{self._pending} requests are already waiting for the summarization engine",
                 retry_after_s=self._retry_after_s(),
             )
@@ -293,15 +242,9 @@ class MicroBatcher(Generic[T, R]):
             if waiter.future.done() and not waiter.future.cancelled():
                 # An outcome landed in the same instant; mark it read so asyncio does not report it.
                 waiter.future.exception()
-            self._counters.expired += 1
-            raise DeadlineExceeded(f"no result within the request's deadline of {timeout_s:g} s") from None
-        except DeadlineExceeded:
-            # The batching loop found the deadline already past while closing the batch.
-            self._counters.expired += 1
-            raise
-        except asyncio.CancelledError:
-            self._counters.cancelled += 1
-            raise
+            raise DeadlineExceededError(
+                f"no result within the request's deadline of {timeout_s:g} s"
+            ) from None
         finally:
             # A running batch keeps going for its other items; this one's result is dropped on arrival.
             self._release(waiter)
@@ -309,22 +252,6 @@ class MicroBatcher(Generic[T, R]):
     @property
     def queue_depth(self) -> int:
         return self._pending
-
-    @property
-    def stats(self) -> MicroBatchStats:
-        c = self._counters
-        return MicroBatchStats(
-            batches=c.batches,
-            items=c.items,
-            failed_batches=c.failed_batches,
-            rejected=c.rejected,
-            expired=c.expired,
-            cancelled=c.cancelled,
-            queue_depth=self._pending,
-            running_batches=len(self._running),
-            mean_batch_size=c.items / c.batches if c.batches else 0.0,
-            mean_batch_latency_s=c.latency_s,
-        )
 
     def _release(self, waiter: _Waiter[T, R]) -> None:
         """Take a waiter out of every count; safe to call more than once."""
@@ -353,7 +280,7 @@ class MicroBatcher(Generic[T, R]):
             self._release(waiter)
 
     def _retry_after_s(self) -> float:
-        latency = self._counters.latency_s
+        latency = self._latency_s
         if latency is None:
             latency = _DEFAULT_BATCH_LATENCY_S
         batches_ahead = self._pending // self.max_batch + 1
@@ -425,7 +352,9 @@ class MicroBatcher(Generic[T, R]):
             if waiter.future.done():
                 continue
             if waiter.deadline <= now:
-                waiter.future.set_exception(DeadlineExceeded("the request's deadline passed in the queue"))
+                waiter.future.set_exception(
+                    DeadlineExceededError("the request's deadline passed in the queue")
+                )
                 self._release(waiter)
                 continue
             waiter.state = _State.RUNNING
@@ -460,7 +389,6 @@ class MicroBatcher(Generic[T, R]):
             except BaseException as exc:
                 # A failing engine call fails its own batch only; the loop keeps serving.
                 log.warning("%s: a batch of %d failed: %r", self._name, len(items), exc)
-                self._counters.failed_batches += 1
                 results = [exc] * len(items)
             seconds = time.perf_counter() - began
             self._record(len(items), batch.tokens, seconds)
@@ -475,19 +403,16 @@ class MicroBatcher(Generic[T, R]):
             for waiter in batch.waiters:
                 if not waiter.future.done():
                     waiter.future.set_exception(
-                        BatcherClosed("the micro-batcher shut down during this batch")
+                        BatcherClosedError("the micro-batcher shut down during this batch")
                     )
             self._slots.release()
 
     def _record(self, size: int, tokens: int, seconds: float) -> None:
-        c = self._counters
-        c.batches += 1
-        c.items += size
         # Smoothed so one slow batch does not swing the Retry-After estimate.
-        if c.latency_s is None:
-            c.latency_s = seconds
+        if self._latency_s is None:
+            self._latency_s = seconds
         else:
-            c.latency_s += _LATENCY_SMOOTHING * (seconds - c.latency_s)
+            self._latency_s += _LATENCY_SMOOTHING * (seconds - self._latency_s)
         if self._on_batch is not None:
             try:
                 self._on_batch(size, tokens, seconds)
@@ -496,10 +421,9 @@ class MicroBatcher(Generic[T, R]):
 
 
 __all__ = [
-    "BatcherClosed",
-    "DeadlineExceeded",
+    "BatcherClosedError",
+    "DeadlineExceededError",
     "MicroBatchError",
-    "MicroBatchStats",
     "MicroBatcher",
-    "QueueFull",
+    "QueueFullError",
 ]

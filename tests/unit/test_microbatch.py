@@ -11,14 +11,12 @@ from typing import Any
 import pytest
 
 from gateway.microbatch import (
-    BatcherClosed,
-    DeadlineExceeded,
+    BatcherClosedError,
+    DeadlineExceededError,
     MicroBatcher,
     MicroBatchError,
-    QueueFull,
+    QueueFullError,
 )
-from schema.errors import CondenseError
-from schema.settings import MicroBatchSettings
 
 
 class Engine:
@@ -114,13 +112,9 @@ async def test_concurrent_submits_get_their_own_results_in_full_batches(make: Ma
     assert engine.seen() == list(range(200))
     sizes = [len(batch) for batch in engine.batches]
     assert max(sizes) == 8
-    stats = batcher.stats
-    assert stats.batches == len(engine.batches)
-    assert stats.items == 200
-    assert stats.mean_batch_size == pytest.approx(200 / len(engine.batches))
-    assert stats.mean_batch_size > 4
-    assert stats.queue_depth == 0
-    assert stats.mean_batch_latency_s is not None and stats.mean_batch_latency_s > 0
+    # Concurrent callers share batches rather than running one by one.
+    assert sum(sizes) / len(sizes) > 4
+    assert batcher.queue_depth == 0
 
 
 async def test_arrivals_during_a_running_batch_form_the_next_batch(make: Make) -> None:
@@ -173,14 +167,12 @@ async def test_queue_full_is_raised_at_once_with_a_retry_estimate(make: Make) ->
     waiting = [asyncio.create_task(batcher.submit(i, timeout_s=10)) for i in ("a", "b")]
     await until(lambda: batcher.queue_depth == 2)
 
-    with pytest.raises(QueueFull) as caught:
+    with pytest.raises(QueueFullError) as caught:
         await batcher.submit("c", timeout_s=10)
 
     error = caught.value
-    assert isinstance(error, CondenseError) and isinstance(error, MicroBatchError)
-    assert error.retryable and error.code == "overloaded" and error.http_status == 503
+    assert error.retryable and error.code == "overloaded"
     assert error.retry_after_s > 0
-    assert batcher.stats.rejected == 1
     engine.gate.set()
     assert await first == "r:first"
     assert await asyncio.gather(*waiting) == ["r:a", "r:b"]
@@ -194,10 +186,10 @@ async def test_a_waiting_request_past_its_deadline_never_runs_and_frees_its_slot
     batcher = await make(engine, max_batch=1, max_queue=1)
     first = await occupy(batcher, engine)
 
-    with pytest.raises(DeadlineExceeded) as caught:
+    with pytest.raises(DeadlineExceededError) as caught:
         await batcher.submit("late", timeout_s=0.05)
 
-    assert caught.value.code == "deadline_exceeded" and caught.value.http_status == 504
+    assert caught.value.code == "deadline_exceeded" and caught.value.retryable
     assert batcher.queue_depth == 0
     # The freed slot is usable while the engine is still busy (max_queue is 1).
     queued = asyncio.create_task(batcher.submit("next", timeout_s=10))
@@ -206,7 +198,6 @@ async def test_a_waiting_request_past_its_deadline_never_runs_and_frees_its_slot
     assert await first == "r:first"
     assert await queued == "r:next"
     assert "late" not in engine.seen()
-    assert batcher.stats.expired == 1
     assert batcher.queue_depth == 0
 
 
@@ -214,7 +205,7 @@ async def test_a_request_expiring_while_its_batch_waits_for_company_never_runs(m
     engine = Engine()
     batcher = await make(engine, max_batch=8, max_wait_ms=150)
 
-    with pytest.raises(DeadlineExceeded):
+    with pytest.raises(DeadlineExceededError):
         await batcher.submit("late", timeout_s=0.03)
     assert batcher.queue_depth == 0
 
@@ -227,7 +218,7 @@ async def test_a_request_whose_batch_runs_too_long_is_released_at_once(make: Mak
     batcher = await make(engine)
 
     began = time.monotonic()
-    with pytest.raises(DeadlineExceeded):
+    with pytest.raises(DeadlineExceededError):
         await batcher.submit("slow", timeout_s=0.05)
     waited = time.monotonic() - began
 
@@ -251,7 +242,6 @@ async def test_a_bad_item_fails_alone(make: Make) -> None:
     assert engine.batches == [["a", "b", "bad-c", "d"]]
     assert outcomes[0] == "r:a" and outcomes[1] == "r:b" and outcomes[3] == "r:d"
     assert isinstance(outcomes[2], ValueError) and "bad-c" in str(outcomes[2])
-    assert batcher.stats.failed_batches == 0
 
 
 async def test_an_engine_failure_fails_its_batch_only(make: Make) -> None:
@@ -269,7 +259,6 @@ async def test_an_engine_failure_fails_its_batch_only(make: Make) -> None:
     assert await first == "r:first"
     assert await asyncio.gather(*spared) == ["r:c", "r:d"]
     assert engine.batches == [["first"], ["a", "boom", "b"], ["c", "d"]]
-    assert batcher.stats.failed_batches == 1
     assert await batcher.submit("e", timeout_s=10) == "r:e"
 
 
@@ -309,7 +298,6 @@ async def test_a_cancelled_caller_leaves_the_queue(make: Make) -> None:
     assert await first == "r:first"
     assert await stays == "r:stays"
     assert "gone" not in engine.seen()
-    assert batcher.stats.cancelled == 1
 
 
 async def test_a_cancelled_caller_of_a_running_batch_does_not_hurt_the_others(make: Make) -> None:
@@ -341,7 +329,7 @@ async def test_stop_drains_waiting_requests_and_leaves_no_tasks() -> None:
 
     stopping = asyncio.create_task(batcher.stop())
     await asyncio.sleep(0.01)
-    with pytest.raises(BatcherClosed):
+    with pytest.raises(BatcherClosedError):
         await batcher.submit("refused", timeout_s=10)
     engine.gate.set()
     await stopping
@@ -350,7 +338,7 @@ async def test_stop_drains_waiting_requests_and_leaves_no_tasks() -> None:
     assert await asyncio.gather(*waiting) == ["r:a", "r:b"]
     assert asyncio.all_tasks() == {asyncio.current_task()}
     assert not batcher.running
-    with pytest.raises(BatcherClosed):
+    with pytest.raises(BatcherClosedError):
         await batcher.submit("after", timeout_s=10)
 
 
@@ -365,12 +353,12 @@ async def test_stop_without_drain_fails_waiting_requests_clearly() -> None:
     await until(lambda: batcher.queue_depth == 1)
 
     stopping = asyncio.create_task(batcher.stop(drain=False))
-    with pytest.raises(BatcherClosed, match="shutting down") as caught:
+    with pytest.raises(BatcherClosedError, match="shutting down") as caught:
         await waiting
     engine.gate.set()
     await stopping
 
-    assert caught.value.http_status == 503 and caught.value.retryable
+    assert caught.value.code == "unavailable" and caught.value.retryable
     assert await first == "r:first"
     assert engine.seen() == ["first"]
     assert batcher.queue_depth == 0
@@ -390,9 +378,9 @@ async def test_stop_with_a_timeout_gives_up_on_a_stuck_engine() -> None:
 
         await batcher.stop(timeout_s=0.05)
 
-        with pytest.raises(BatcherClosed):
+        with pytest.raises(BatcherClosedError):
             await stuck
-        with pytest.raises(BatcherClosed):
+        with pytest.raises(BatcherClosedError):
             await waiting
         assert asyncio.all_tasks() == {asyncio.current_task()}
     finally:
@@ -435,15 +423,17 @@ async def test_several_workers_run_batches_side_by_side(make: Make) -> None:
     assert engine.most_active == 2
 
 
-async def test_from_settings_and_argument_checks(make: Make) -> None:
-    settings = MicroBatchSettings(max_batch=3, max_batch_tokens=50, max_wait_ms=2, max_queue=7)
-    batcher: MicroBatcher[str, str] = MicroBatcher.from_settings(
-        settings, run_batch=lambda items: [s.upper() for s in items], cost=len
+async def test_lifecycle_and_argument_checks() -> None:
+    batcher: MicroBatcher[str, str] = MicroBatcher(
+        run_batch=lambda items: [s.upper() for s in items],
+        cost=len,
+        max_batch=3,
+        max_batch_tokens=50,
+        max_wait_ms=2,
+        max_queue=7,
     )
-    assert (batcher.max_batch, batcher.max_batch_tokens, batcher.max_queue) == (3, 50, 7)
-    assert batcher.max_wait_s == pytest.approx(0.002)
 
-    with pytest.raises(BatcherClosed):
+    with pytest.raises(BatcherClosedError):
         await batcher.submit("early", timeout_s=1)
     await batcher.start()
     try:
