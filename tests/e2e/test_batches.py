@@ -10,7 +10,7 @@ import time
 import zipfile
 from pathlib import Path
 
-from tests.e2e.conftest import PipelineFactory, make_document
+from tests.fixtures.pipeline import PipelineFactory, expect_json, make_document
 
 
 def zip_of(documents: dict[str, str]) -> bytes:
@@ -27,19 +27,18 @@ def test_zip_of_1000_documents_completes_without_starving_a_single_job(
     run = pipeline(sqlite_url, env={"CONDENSE_WORKER__MAX_BATCH": "16"})
     documents = {f"docs/{index:04d}.txt": make_document(index, sentences=10) for index in range(1000)}
     response = run.client.post("/v1/batches", files=[("files", ("docs.zip", zip_of(documents)))])
-    assert response.status_code == 202, response.text
-    batch = response.json()
+    batch = expect_json(response, 202)
     assert batch["counts"]["total"] == 1000
     assert batch["status"] == "in_progress"
 
     # Let the workers get busy with the bulk lane, then submit one interactive job.
     deadline = time.monotonic() + 120
-    while run.client.get(f"/v1/batches/{batch['id']}").json()["counts"]["succeeded"] < 20:
+    while run.batch(batch["id"])["counts"]["succeeded"] < 20:
         assert time.monotonic() < deadline, "the batch never started"
         time.sleep(0.2)
     single = run.submit(make_document(5_000, sentences=80), mode="async")
     run.wait_all_final([single["id"]], timeout_s=60)
-    progress = run.client.get(f"/v1/batches/{batch['id']}").json()
+    progress = run.batch(batch["id"])
     assert progress["status"] == "in_progress", "the single job waited for the whole batch"
     assert progress["counts"]["succeeded"] < 1000
 
@@ -50,7 +49,7 @@ def test_zip_of_1000_documents_completes_without_starving_a_single_job(
     assert 0 < len(partial) < 1000
 
     deadline = time.monotonic() + 400
-    while (current := run.client.get(f"/v1/batches/{batch['id']}").json())["status"] == "in_progress":
+    while (current := run.batch(batch["id"]))["status"] == "in_progress":
         assert time.monotonic() < deadline, f"batch not complete: {current['counts']}"
         time.sleep(1)
     assert current["status"] == "completed"

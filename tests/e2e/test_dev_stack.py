@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.e2e.conftest import MODEL_CACHE, make_document
+from tests.fixtures.pipeline import MODEL_CACHE, expect_json, make_document
 from tests.fixtures.processes import descendants, free_port, pid_alive, wait_for_http
 
 
@@ -38,17 +38,24 @@ def test_dev_stack_serves_and_stops_every_child_on_sigint(tmp_path: Path) -> Non
     children: set[int] = set()
     try:
         assert wait_for_http(f"http://127.0.0.1:{port}/readyz", 180), (tmp_path / "dev.log").read_text()
-        health = httpx.get(f"http://127.0.0.1:{port}/healthz").json()
+        health = expect_json(httpx.get(f"http://127.0.0.1:{port}/healthz"))
         assert health["components"]["db"] == "ok"
         assert health["components"]["broker"] == "ok"
         assert health["components"]["model"] == "ready"
-        job = httpx.post(
-            f"http://127.0.0.1:{port}/v1/summaries",
-            json={"text": make_document(1), "mode": "async"},
-            timeout=30,
-        ).json()
+        job = expect_json(
+            httpx.post(
+                f"http://127.0.0.1:{port}/v1/summaries",
+                json={"text": make_document(1), "mode": "async"},
+                timeout=30,
+            ),
+            200,
+            202,
+        )
         deadline = time.monotonic() + 120
-        while httpx.get(f"http://127.0.0.1:{port}/v1/summaries/{job['id']}").json()["status"] != "succeeded":
+        while (
+            expect_json(httpx.get(f"http://127.0.0.1:{port}/v1/summaries/{job['id']}"))["status"]
+            != "succeeded"
+        ):
             assert time.monotonic() < deadline, "the dev stack never finished a job"
             time.sleep(0.3)
         children = descendants(dev.pid)

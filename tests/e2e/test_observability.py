@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from condense.stack import free_port
-from tests.e2e.conftest import Pipeline, PipelineFactory, make_document
+from tests.fixtures.pipeline import Pipeline, PipelineFactory, expect_json, make_document
 from tests.fixtures.receivers import WebhookReceiver
 
 pytestmark = pytest.mark.slow
@@ -136,8 +136,8 @@ def test_metrics_probes_and_logs_of_every_process(
         missing = httpx.get(f"{base}/no-such-path", timeout=10)
         assert missing.status_code == 404, name
         assert missing.json()["error"]["code"] == "not_found", name
-    assert set(httpx.get(f"{bases['notifier']}/readyz").json()["checks"]) == {"db", "broker"}
-    assert set(httpx.get(f"{bases['relay']}/readyz").json()["checks"]) == {"db", "publish"}
+    assert set(expect_json(httpx.get(f"{bases['notifier']}/readyz"))["checks"]) == {"db", "broker"}
+    assert set(expect_json(httpx.get(f"{bases['relay']}/readyz"))["checks"]) == {"db", "publish"}
 
     before = {name: _scrape(base) for name, base in bases.items()}
     for name, (kind, owner) in DOCUMENTED.items():
@@ -245,7 +245,7 @@ def test_metrics_probes_and_logs_of_every_process(
         "the relay to report the stranded job and fail readiness",
         run,
     )
-    checks = httpx.get(f"{relay}/readyz", timeout=10).json()["checks"]
+    checks = expect_json(httpx.get(f"{relay}/readyz", timeout=10), 503)["checks"]
     assert checks["db"] == "ok" and checks["publish"].startswith("error")
     assert httpx.get(f"{relay}/healthz", timeout=10).status_code == 200, "alive while not ready"
     broker.start(run.stack.env)

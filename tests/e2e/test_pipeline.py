@@ -9,7 +9,7 @@ from sqlalchemy import create_engine, func, select
 
 from schema.db import sync_url
 from schema.models import NotificationDelivery, OutboxEntry, SummaryJob
-from tests.e2e.conftest import PipelineFactory, make_document
+from tests.fixtures.pipeline import PipelineFactory, make_document
 
 HOOK = {"url": "http://127.0.0.1:9/hook", "secret": "whsec_dGVzdC1zZWNyZXQtdGVzdC1zZWNyZXQ="}
 

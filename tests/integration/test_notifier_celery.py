@@ -9,11 +9,8 @@ from sqlalchemy import Engine
 
 from common.celeryapp import DELIVER_NOTIFICATION, NOTIFY_QUEUE, SWEEP_NOTIFICATIONS
 from notifier.app import create_celery_app
-from tests.fixtures.receivers import WebhookReceiver, webhook_receiver
-
-# The shared fixtures are imported by name, which the test parameters then shadow.
-# ruff: noqa: F401, F811
-from tests.integration.test_notifier_delivery import delivery, engine, finish_job, make_settings
+from tests.fixtures.notifier import delivery, finish_job, make_settings
+from tests.fixtures.receivers import WebhookReceiver
 
 
 def test_a_nudged_delivery_and_a_sweep_go_through_a_real_worker(

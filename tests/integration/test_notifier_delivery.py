@@ -4,7 +4,6 @@ Standard Webhooks library, and an aiosmtpd server, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,12 +15,12 @@ from common.urlsafety import UnsafeUrlError, check_webhook_url
 from notifier.dispatch import Dispatcher
 from schema.db import make_engine
 from schema.models import attempts_table, batches_table, jobs_table, new_id, utcnow
-from schema.settings import CelerySettings, DatabaseSettings, NotifierSettings, Settings, SmtpSettings
+from schema.settings import Settings, SmtpSettings
 from schema.store import deliveries
 from schema.store.errors import DeliveryNotReplayableError, NotFoundError
-from schema.store.events import BATCH_COMPLETED, EVENT_FOR_STATUS, record_batch_event, record_job_event
-from schema.store.records import AttemptRecord, BatchRecord, DeliveryRecord, JobRecord
-from tests.builders import job_values
+from schema.store.events import BATCH_COMPLETED, record_batch_event
+from schema.store.records import AttemptRecord, BatchRecord, DeliveryRecord
+from tests.fixtures.notifier import delivery, finish_job, make_settings
 from tests.fixtures.receivers import (
     SmtpServer,
     WebhookReceiver,
@@ -32,71 +31,6 @@ from tests.fixtures.receivers import (
 JOBS = jobs_table
 BATCHES = batches_table
 ATTEMPTS = attempts_table
-
-SHORT_SCHEDULE_S = [1.0, 1.0, 1.0]
-
-
-@pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    engine = make_engine(DatabaseSettings(url=db_url))
-    try:
-        yield engine
-    finally:
-        engine.dispose()
-
-
-def make_settings(tmp_path: Path, db_url: str, **notifier: Any) -> Settings:
-    values: dict[str, Any] = {"allow_loopback": True, "retry_schedule_s": SHORT_SCHEDULE_S, **notifier}
-    return Settings(
-        database=DatabaseSettings(url=db_url),
-        celery=CelerySettings(broker_url=f"sqla+sqlite:///{tmp_path / 'broker.db'}"),
-        notifier=NotifierSettings(**values),
-        data_dir=str(tmp_path / "var"),
-    )
-
-
-def finish_job(
-    engine: Engine,
-    *,
-    status: str = "succeeded",
-    summary: str | None = "A short summary.",
-    webhook_url: str | None = None,
-    webhook_secret: str | None = None,
-    email: str | None = None,
-    batch_id: str | None = None,
-) -> tuple[str, list[str]]:
-    """Store a finished job and its event in one transaction, as a worker does."""
-    now = utcnow()
-    values = job_values(
-        status=status,
-        input_text="Some long text. " * 20,
-        input_tokens=80,
-        params={"max_words": 50},
-        summary=summary if status == "succeeded" else None,
-        error_code="bad_document" if status == "failed" else None,
-        error_message="could not read it" if status == "failed" else None,
-        attempts=1,
-        progress_done=1,
-        progress_total=1,
-        metadata={"ref": "x-1"},
-        webhook_url=webhook_url,
-        webhook_secret=webhook_secret,
-        email=email,
-        batch_id=batch_id,
-        started_at=now,
-        finished_at=now,
-    )
-    with engine.begin() as conn:
-        conn.execute(insert(JOBS), [values])
-        # The record as read back, which is what a transition hands to record_job_event.
-        job = JobRecord.from_row(conn.execute(select(JOBS).where(JOBS.c.id == values["id"])).mappings().one())
-        delivery_ids = record_job_event(conn, job, EVENT_FOR_STATUS[status])
-    return job.id, delivery_ids
-
-
-def delivery(engine: Engine, delivery_id: str) -> DeliveryRecord:
-    with engine.connect() as conn:
-        return deliveries.get(conn, delivery_id)
 
 
 def attempts(engine: Engine, delivery_id: str) -> list[AttemptRecord]:

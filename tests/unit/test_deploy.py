@@ -19,7 +19,6 @@ import hashlib
 import importlib
 import importlib.util
 import json
-import os
 import re
 from pathlib import Path
 from types import ModuleType
@@ -30,6 +29,7 @@ import yaml
 from pydantic import BaseModel
 
 from schema.settings import Settings, load_settings
+from tests.fixtures.services import require_service
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -69,10 +69,7 @@ def _need(module: str) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError:
-        reason = f"{module} is not installed (it comes with the dev dependencies: pip install -e '.[dev]')"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
+        require_service(module, "not installed (it comes with the dev dependencies: pip install -e '.[dev]')")
 
 
 def _settings_path(name: str) -> tuple[str, ...] | None:

@@ -13,7 +13,7 @@ from sqlalchemy import update
 from schema.db import make_engine
 from schema.models import Batch, OutboxEntry, SummaryJob
 from schema.settings import Settings
-from tests.unit.conftest import assert_error, count_rows
+from tests.fixtures.gateway import assert_error, count_rows
 
 DOC = "Batches hold many documents. Each becomes a job. Results stream back as JSON lines."
 

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from schema.db import make_engine
 from schema.models import deliveries_table, jobs_table
 from schema.settings import Settings
-from tests.unit.conftest import assert_error
+from tests.fixtures.gateway import assert_error
 
 HOOK = "http://127.0.0.1:9/hook"
 TEXT = "Default endpoints save repeating the hook. Every job uses it. Unless it names its own."

@@ -14,7 +14,7 @@ from gateway.app import create_app
 from schema.models import SummaryJob
 from summarizer.errors import InvalidDocumentError
 from summarizer.testing import FakeSummarizer
-from tests.unit.conftest import assert_error, count_rows, make_settings
+from tests.fixtures.gateway import assert_error, count_rows, make_settings
 
 
 def start(sqlite_url: str, fake: FakeSummarizer, **env: str) -> TestClient:
