@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import secrets
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -96,10 +98,16 @@ def is_loopback_host(host: str) -> bool:
 class Authenticator:
     """Maps a bearer key to its tenant, with a short cache so most requests skip the database."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        ttl_s: float = _CACHE_TTL_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._engine = engine
-        self._tenants: TTLCache[str, str | None] = TTLCache(_CACHE_TTL_S)
-        self._any_key: TTLCache[str, bool] = TTLCache(_CACHE_TTL_S)
+        self._tenants: TTLCache[str, str | None] = TTLCache(ttl_s, clock=clock)
+        self._any_key: TTLCache[str, bool] = TTLCache(ttl_s, clock=clock)
 
     async def any_active_key(self) -> bool:
         async def load() -> bool:

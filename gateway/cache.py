@@ -19,14 +19,17 @@ _MAX_ENTRIES = 10_000
 
 
 class TTLCache(Generic[K, V]):
-    def __init__(self, ttl_s: float) -> None:
+    """``clock`` gives the time in seconds the TTL is measured on; tests pass one they can advance."""
+
+    def __init__(self, ttl_s: float, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.ttl_s = ttl_s
+        self._clock = clock
         self._entries: dict[K, tuple[V, float]] = {}
         self._loading: dict[K, asyncio.Future[V]] = {}
 
     async def get(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
         entry = self._entries.get(key)
-        if entry is not None and time.monotonic() < entry[1]:
+        if entry is not None and self._clock() < entry[1]:
             return entry[0]
         pending = self._loading.get(key)
         if pending is None:
@@ -42,7 +45,7 @@ class TTLCache(Generic[K, V]):
             self._loading.pop(key, None)
         if len(self._entries) >= _MAX_ENTRIES:
             self._entries.clear()
-        self._entries[key] = (value, time.monotonic() + self.ttl_s)
+        self._entries[key] = (value, self._clock() + self.ttl_s)
         return value
 
     def forget(self, key: K) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -16,9 +19,15 @@ Endpoint = tuple[str, str]
 class EndpointCache:
     """Tenant -> (url, secret) with a short TTL, so submits rarely pay a query for it."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        ttl_s: float = _CACHE_TTL_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._engine = engine
-        self._cache: TTLCache[str, Endpoint | None] = TTLCache(_CACHE_TTL_S)
+        self._cache: TTLCache[str, Endpoint | None] = TTLCache(ttl_s, clock=clock)
 
     async def get(self, tenant: str) -> Endpoint | None:
         async def load() -> Endpoint | None:

@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from gateway.cache import TTLCache
+from tests.fixtures.clock import FakeClock
 
 
 async def test_concurrent_misses_share_one_load() -> None:
@@ -26,16 +27,18 @@ async def test_concurrent_misses_share_one_load() -> None:
     assert loads == 1
 
 
-async def test_entries_expire_and_can_be_forgotten() -> None:
-    cache: TTLCache[str, int] = TTLCache(ttl_s=0.05)
+async def test_entries_expire_after_their_ttl_and_can_be_forgotten() -> None:
+    clock = FakeClock()
+    cache: TTLCache[str, int] = TTLCache(ttl_s=2.0, clock=clock)
     counter = iter(range(100))
 
     async def load() -> int:
         return next(counter)
 
     assert await cache.get("k", load) == 0
+    clock.advance(1.9)
     assert await cache.get("k", load) == 0
-    await asyncio.sleep(0.06)
+    clock.advance(0.2)
     assert await cache.get("k", load) == 1
     cache.forget("k")
     assert await cache.get("k", load) == 2

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import time
+import functools
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
 from gateway.app import create_app
-from gateway.auth import create_key, revoke_key
+from gateway.auth import Authenticator, create_key, revoke_key
 from schema.db import make_engine
 from schema.models import OutboxEntry, SummaryJob
 from schema.settings import Settings
 from summarizer.testing import FakeSummarizer
-from tests.unit.conftest import assert_error, count_rows, make_settings
+from tests.fixtures.clock import FakeClock
+from tests.fixtures.gateway import assert_error, count_rows, make_settings, running_gateway
 
 SHORT = "Kafka carries ids. The database keeps the text. Workers pull batches and store results."
 LONG = " ".join(f"Sentence number {i} talks about queues, batches and summaries." for i in range(400))
@@ -135,26 +136,36 @@ def test_cancel_queued_job_and_409_for_finished(client: TestClient) -> None:
     assert_error(client.post(f"/v1/summaries/{done['id']}/cancel"), 409, "job_finished")
 
 
-def test_keys_enforce_auth_and_isolate_tenants(client: TestClient, settings: Settings) -> None:
-    open_job = client.post("/v1/summaries", json={"text": SHORT})
-    assert open_job.status_code == 200
+@pytest.fixture
+def auth_clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    """The clock of the authenticator's caches, for gateways started after this fixture."""
+    clock = FakeClock()
+    monkeypatch.setattr("gateway.app.Authenticator", functools.partial(Authenticator, ttl_s=60, clock=clock))
+    return clock
+
+
+def test_keys_enforce_auth_and_isolate_tenants(settings: Settings, auth_clock: FakeClock) -> None:
     engine = make_engine(settings.database)
-    acme = create_key(engine, "acme")
-    globex = create_key(engine, "globex")
-    time.sleep(2.1)  # the authenticator caches "no key exists" for two seconds
-    assert_error(client.post("/v1/summaries", json={"text": SHORT}), 401, "unauthorized")
-    bad = {"Authorization": "Bearer cnd_not-a-key"}
-    assert_error(client.get("/v1/summaries", headers=bad), 401, "unauthorized")
-    as_acme = {"Authorization": f"Bearer {acme.key}"}
-    as_globex = {"Authorization": f"Bearer {globex.key}"}
-    job = client.post("/v1/summaries", json={"text": LONG}, headers=as_acme).json()
-    assert client.get(f"/v1/summaries/{job['id']}", headers=as_acme).status_code == 200
-    assert_error(client.get(f"/v1/summaries/{job['id']}", headers=as_globex), 404, "not_found")
-    assert_error(client.post(f"/v1/summaries/{job['id']}/cancel", headers=as_globex), 404, "not_found")
-    assert client.get("/v1/summaries", headers=as_globex).json()["data"] == []
-    revoke_key(engine, globex.id)
-    time.sleep(2.1)
-    assert_error(client.get("/v1/summaries", headers=as_globex), 401, "unauthorized")
+    with running_gateway(settings) as client:
+        open_job = client.post("/v1/summaries", json={"text": SHORT})
+        assert open_job.status_code == 200
+        acme = create_key(engine, "acme")
+        globex = create_key(engine, "globex")
+        # Past the cached "no key exists", instead of sleeping through its TTL.
+        auth_clock.advance(61)
+        assert_error(client.post("/v1/summaries", json={"text": SHORT}), 401, "unauthorized")
+        bad = {"Authorization": "Bearer cnd_not-a-key"}
+        assert_error(client.get("/v1/summaries", headers=bad), 401, "unauthorized")
+        as_acme = {"Authorization": f"Bearer {acme.key}"}
+        as_globex = {"Authorization": f"Bearer {globex.key}"}
+        job = client.post("/v1/summaries", json={"text": LONG}, headers=as_acme).json()
+        assert client.get(f"/v1/summaries/{job['id']}", headers=as_acme).status_code == 200
+        assert_error(client.get(f"/v1/summaries/{job['id']}", headers=as_globex), 404, "not_found")
+        assert_error(client.post(f"/v1/summaries/{job['id']}/cancel", headers=as_globex), 404, "not_found")
+        assert client.get("/v1/summaries", headers=as_globex).json()["data"] == []
+        revoke_key(engine, globex.id)
+        auth_clock.advance(61)
+        assert_error(client.get("/v1/summaries", headers=as_globex), 401, "unauthorized")
     engine.dispose()
 
 
