@@ -31,7 +31,7 @@ def _gateway(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _relay(settings: Settings, _args: argparse.Namespace) -> int:
-    from gateway.relay import run
+    from relay.app import run
 
     configure_logging(settings.logging, "relay")
     return run(settings)

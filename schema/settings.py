@@ -113,6 +113,25 @@ class WorkerSettings(_Section):
     max_batch: int = Field(default=32, ge=1, description="Most jobs pulled from Kafka at once.")
     max_wait_ms: int = Field(default=200, ge=0, description="Longest the consumer waits to fill a batch.")
     retry: RetryStrategySettings = Field(default_factory=RetryStrategySettings)
+    metrics_port: int = Field(
+        default=9101, ge=0, le=65535, description="Port of /metrics, /healthz, /readyz."
+    )
+
+
+class RelaySettings(_Section):
+    batch_size: int = Field(default=500, ge=1, description="Most outbox rows published in one round.")
+    linger_ms: int = Field(
+        default=5, ge=0, description="How long the producer waits for more ids before sending a batch."
+    )
+    send_retries: int = Field(
+        default=5, ge=0, description="Producer retries of a failed send before the round gives up on it."
+    )
+    sweep_interval_s: float = Field(
+        default=5.0, gt=0, description="How often the sweeper republishes, requeues and purges."
+    )
+    sweep_limit: int = Field(
+        default=5_000, ge=1, description="Most jobs one sweep republishes, requeues or purges, each."
+    )
     requeue_after_s: float = Field(
         default=1_800.0,
         gt=0,
@@ -122,12 +141,6 @@ class WorkerSettings(_Section):
     running_timeout_s: float = Field(
         default=900.0, gt=0, description="A running job untouched this long is handed back to the queue."
     )
-    metrics_port: int = Field(
-        default=9101, ge=0, le=65535, description="Port of /metrics, /healthz, /readyz."
-    )
-
-
-class RelaySettings(_Section):
     metrics_port: int = Field(
         default=9103, ge=0, le=65535, description="Port of /metrics, /healthz, /readyz; 0 turns them off."
     )

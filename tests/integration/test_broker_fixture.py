@@ -7,14 +7,15 @@ import time
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from schema.settings import KafkaSettings
+from relay.publisher import producer_config
+from schema.settings import KafkaSettings, Settings
 from tests.fixtures.broker import KafkaNames, TansuBroker, kafka_settings
 from tests.fixtures.processes import descendants, pid_alive, process_tree_gone, wait_until_gone
 
 
-def producer(bootstrap_servers: str) -> KafkaProducer:
-    # The producer settings of the outbox relay: nothing counts as sent before every replica has it.
-    return KafkaProducer(bootstrap_servers=bootstrap_servers, acks="all", compression_type="lz4", linger_ms=5)
+def producer(settings: KafkaSettings) -> KafkaProducer:
+    # The outbox relay's own producer, so the broker is tested the way the relay uses it.
+    return KafkaProducer(**producer_config(Settings(kafka=settings)))
 
 
 def consumer(settings: KafkaSettings, topic: str) -> KafkaConsumer:
@@ -72,7 +73,7 @@ def test_produce_and_consume_with_a_consumer_group(
     kafka_broker.create_topic(kafka_names.topic, partitions=2)
     assert kafka_names.topic in kafka_broker.topics()
     sent = [f"job-{index}".encode() for index in range(20)]
-    with_producer = producer(kafka_broker.bootstrap_servers)
+    with_producer = producer(names_settings)
     try:
         for value in sent:
             with_producer.send(kafka_names.topic, value).get(timeout=10)
@@ -112,8 +113,9 @@ def test_restart_comes_back_empty_on_the_same_port(
 ) -> None:
     broker = fresh_kafka_broker
     port, old_pid = broker.port, broker.pid
+    settings = kafka_settings(broker, kafka_names)
     broker.create_topic(kafka_names.topic)
-    with_producer = producer(broker.bootstrap_servers)
+    with_producer = producer(settings)
     try:
         with_producer.send(kafka_names.topic, b"lost").get(timeout=10)
     finally:
@@ -127,7 +129,7 @@ def test_restart_comes_back_empty_on_the_same_port(
     assert kafka_names.topic not in broker.topics()
     # The same address serves again: a client configured before the restart needs no change.
     broker.create_topic(kafka_names.topic)
-    again = producer(broker.bootstrap_servers)
+    again = producer(settings)
     try:
         metadata = again.send(kafka_names.topic, b"after").get(timeout=10)
     finally:
