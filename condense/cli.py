@@ -11,7 +11,7 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 
-from schema.errors import ConfigError
+from common.errors import ConfigError
 from schema.settings import Settings, load_settings
 
 Handler = Callable[[Settings, argparse.Namespace], int]

@@ -75,12 +75,12 @@ def _keys_list(settings: Settings, _args: argparse.Namespace) -> int:
 
 def _keys_revoke(settings: Settings, args: argparse.Namespace) -> int:
     from gateway.auth import revoke_key
-    from gateway.errors import NotFound
+    from gateway.errors import NotFoundError
     from schema.db import make_engine
 
     try:
         revoke_key(make_engine(settings.database), args.key_id)
-    except NotFound as exc:
+    except NotFoundError as exc:
         print(f"condense: {exc}")
         return 1
     print(f"revoked {args.key_id}")

@@ -6,7 +6,6 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI
@@ -14,15 +13,20 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from common.metrics import INFERENCE_SECONDS
 from gateway.auth import Authenticator, is_loopback_host
+from gateway.batches import router as batches_router
+from gateway.bodylimit import BodyLimitMiddleware
 from gateway.endpoint_cache import EndpointCache
-from gateway.errors import GatewayConfigError, install_error_handlers
+from gateway.endpoints import router as endpoints_router
+from gateway.errors import ERROR_RESPONSES, GatewayConfigError, install_error_handlers
 from gateway.microbatch import MicroBatcher
 from gateway.observability import install_metrics
+from gateway.routes import router
+from gateway.state import GatewayState
 from gateway.submit import GroupCommitter
 from schema.db import make_async_engine
-from schema.metrics import INFERENCE_SECONDS
-from schema.settings import Settings
+from schema.settings import BatchUploadSettings, Settings
 from summarizer import Summarizer, SummaryParams, load_summarizer
 from summarizer.runtime import settle_heap
 
@@ -33,27 +37,6 @@ SummarizerFactory = Callable[[Settings], Summarizer]
 
 def _load_from_settings(settings: Settings) -> Summarizer:
     return load_summarizer(settings.summarizer)
-
-
-@dataclass
-class GatewayState:
-    settings: Settings
-    engine: AsyncEngine
-    committer: GroupCommitter
-    auth: Authenticator
-    endpoints: EndpointCache
-    summarizer: Summarizer | None = None
-    batcher: MicroBatcher[tuple[str, SummaryParams], Any] | None = None
-    model_error: str | None = None
-    background: set[asyncio.Task[Any]] = field(default_factory=set)
-
-    @property
-    def model_ready(self) -> bool:
-        return self.summarizer is not None and self.batcher is not None
-
-    @property
-    def model_status(self) -> str:
-        return "ready" if self.model_ready else ("error" if self.model_error else "loading")
 
 
 async def _load_model(state: GatewayState, factory: SummarizerFactory) -> None:
@@ -110,23 +93,34 @@ async def _broker_status(bootstrap_servers: str) -> str:
     return "ok"
 
 
+def upload_body_limit(limits: BatchUploadSettings) -> int:
+    """Largest multipart body of a batch upload: its documents plus the multipart framing of each."""
+    return limits.max_total_bytes + 64 * 1024 + 1_024 * limits.max_files
+
+
 def create_app(settings: Settings, *, summarizer_factory: SummarizerFactory | None = None) -> FastAPI:
     factory = summarizer_factory or _load_from_settings
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = make_async_engine(settings.database)
-        auth = Authenticator(engine)
-        if not await auth.any_active_key():
-            if not is_loopback_host(settings.gateway.host):
+        loopback = is_loopback_host(settings.gateway.host)
+        auth = Authenticator(engine, open_allowed=loopback)
+        if not await auth.any_key_created():
+            if not loopback:
                 await engine.dispose()
                 raise GatewayConfigError(
                     f"refusing to serve on {settings.gateway.host} with no API key: "
                     "create one with `condense keys create --tenant NAME` or bind to 127.0.0.1"
                 )
-            log.warning("no API key exists: the gateway runs open on loopback (tenant 'default')")
+            log.warning(
+                "no API key exists: the gateway runs open on loopback (tenant 'default') "
+                "until the first `condense keys create`"
+            )
+        kafka = settings.kafka
         committer = GroupCommitter(
             engine,
+            topic_for={"interactive": kafka.topic, "bulk": kafka.bulk_topic},
             window_ms=settings.database.group_commit_window_ms,
             max_rows=settings.database.group_commit_max_rows,
         )
@@ -153,15 +147,23 @@ def create_app(settings: Settings, *, summarizer_factory: SummarizerFactory | No
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    upload_limit = upload_body_limit(settings.batches)
+
+    def body_limit(method: str, path: str) -> int:
+        return upload_limit if method == "POST" and path == "/v1/batches" else settings.gateway.max_body_bytes
+
+    app.add_middleware(BodyLimitMiddleware, limit_for=body_limit)
     install_metrics(app)
 
-    from gateway.batches import router as batches_router
-    from gateway.endpoints import router as endpoints_router
-    from gateway.routes import router
-
-    app.include_router(router)
-    app.include_router(batches_router)
-    app.include_router(endpoints_router)
+    app.include_router(router, responses=ERROR_RESPONSES)
+    app.include_router(
+        batches_router,
+        responses=ERROR_RESPONSES,
+        # One more file than a batch may hold, so that the upload parser, not the form parser,
+        # refuses a batch that is one too many with its own 413.
+        form_limits={"max_files": settings.batches.max_files + 1, "max_fields": 32},
+    )
+    app.include_router(endpoints_router, responses=ERROR_RESPONSES)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> JSONResponse:

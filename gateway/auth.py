@@ -18,7 +18,7 @@ from sqlalchemy import Engine, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.cache import TTLCache
-from gateway.errors import NotFound, Unauthorized
+from gateway.errors import NotFoundError, UnauthorizedError
 from schema.models import ApiKey, new_id, utcnow
 
 KEY_PREFIX = "cnd_"
@@ -83,7 +83,7 @@ def revoke_key(engine: Engine, key_id: str) -> None:
             update(ApiKey).where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None)).values(revoked_at=utcnow())
         )
     if result.rowcount == 0:
-        raise NotFound(f"no active key with id {key_id}")
+        raise NotFoundError(f"no active key with id {key_id}")
 
 
 def is_loopback_host(host: str) -> bool:
@@ -96,39 +96,54 @@ def is_loopback_host(host: str) -> bool:
 
 
 class Authenticator:
-    """Maps a bearer key to its tenant, with a short cache so most requests skip the database."""
+    """Maps a bearer key to its tenant, with a short cache so most requests skip the database.
+
+    Open mode (no key needed, tenant ``default``) is for a fresh install on loopback only: it ends
+    for good once any key has been created, so revoking every key closes the API instead of opening
+    it to everyone, and it never applies to a gateway listening beyond loopback.
+    """
 
     def __init__(
         self,
         engine: AsyncEngine,
         *,
+        open_allowed: bool,
         ttl_s: float = _CACHE_TTL_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._engine = engine
+        self._open_allowed = open_allowed
         self._tenants: TTLCache[str, str | None] = TTLCache(ttl_s, clock=clock)
         self._any_key: TTLCache[str, bool] = TTLCache(ttl_s, clock=clock)
+        self._closed = not open_allowed
 
-    async def any_active_key(self) -> bool:
+    async def any_key_created(self) -> bool:
+        """Whether a key was ever created, revoked ones included."""
+
         async def load() -> bool:
             async with self._engine.connect() as conn:
-                count = (
-                    await conn.execute(
-                        select(func.count()).select_from(ApiKey).where(ApiKey.revoked_at.is_(None))
-                    )
-                ).scalar_one()
+                count = (await conn.execute(select(func.count()).select_from(ApiKey))).scalar_one()
             return bool(count > 0)
 
         return await self._any_key.get("any", load)
 
+    async def is_open(self) -> bool:
+        if self._closed:
+            return False
+        if await self.any_key_created():
+            # A latch: no later state of the key table can reopen this process.
+            self._closed = True
+            return False
+        return True
+
     async def tenant_for(self, authorization: str | None) -> str:
-        if not await self.any_active_key():
+        if await self.is_open():
             return OPEN_TENANT
         if not authorization:
-            raise Unauthorized("missing Authorization: Bearer <key> header")
+            raise UnauthorizedError("missing Authorization: Bearer <key> header")
         scheme, _, key = authorization.partition(" ")
         if scheme.lower() != "bearer" or not key.strip():
-            raise Unauthorized("expected Authorization: Bearer <key>")
+            raise UnauthorizedError("expected Authorization: Bearer <key>")
         digest = hash_key(key.strip())
 
         async def load() -> str | None:
@@ -142,5 +157,5 @@ class Authenticator:
 
         tenant = await self._tenants.get(digest, load)
         if tenant is None:
-            raise Unauthorized("invalid or revoked API key")
+            raise UnauthorizedError("invalid or revoked API key")
         return tenant

@@ -5,70 +5,58 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Query, UploadFile
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import EmailStr, TypeAdapter, ValidationError
-from sqlalchemy import Connection, insert, select, update
 
-from gateway.app import GatewayState
 from gateway.deps import StateDep, TenantDep
-from gateway.errors import Conflict, GatewayRetryableError, InvalidRequest, NotFound
-from gateway.routes import decode_cursor, encode_cursor, resolve_webhook
+from gateway.errors import InvalidRequestError, PayloadTooLargeError, UnavailableError
+from gateway.pagination import decode_cursor, encode_cursor
 from gateway.uploads import Document, parse_upload
 from gateway.uploads import UploadFile as UploadedFile
+from gateway.webhooks import resolve_webhook
 from schema.api import BatchCounts, BatchPublic, WebhookTarget
-from schema.jobs import OPEN_STATUSES, BatchStatus, batch_counts, complete_batch_if_done, new_job_row
-from schema.models import (
-    JobStatus,
-    Lane,
-    batches_table,
-    jobs_table,
-    new_id,
-    outbox_table,
-    utcnow,
-)
+from schema.models import Lane
+from schema.storable import json_problem, json_size
+from schema.store import batches, jobs
+from schema.store.records import BatchCounts as StoredCounts
+from schema.store.records import BatchRecord
+from summarizer import SummarizerError
 
 router = APIRouter(prefix="/v1", tags=["batches"])
 
-_JOBS = jobs_table
-_BATCHES = batches_table
-_OUTBOX = outbox_table
 _RESULTS_PAGE = 500
 _EMAIL = TypeAdapter(EmailStr)
 
 
-def _json_field(name: str, raw: str | None) -> dict[str, Any]:
+def _json_field(name: str, raw: str | None, *, max_bytes: int) -> dict[str, Any]:
     if raw is None or not raw.strip():
         return {}
     try:
         value = json.loads(raw)
     except json.JSONDecodeError as exc:
-        raise InvalidRequest(f"{name}: not valid JSON ({exc.msg})") from exc
+        raise InvalidRequestError(f"{name}: not valid JSON ({exc.msg})") from exc
     if not isinstance(value, dict):
-        raise InvalidRequest(f"{name}: must be a JSON object")
+        raise InvalidRequestError(f"{name}: must be a JSON object")
+    problem = json_problem(value)
+    if problem:
+        raise InvalidRequestError(f"{name}: {problem}")
+    if json_size(value) > max_bytes:
+        raise PayloadTooLargeError(f"{name} is larger than the limit of {max_bytes} bytes as JSON")
     return value
 
 
-def _batch_public(row: Any, counts: dict[str, int]) -> BatchPublic:
+def _batch_public(batch: BatchRecord, counts: StoredCounts) -> BatchPublic:
     return BatchPublic(
-        id=row["id"],
-        status=row["status"],
-        counts=BatchCounts(**counts),
-        created_at=row["created_at"],
-        finished_at=row["finished_at"],
-        metadata=row["metadata"] or {},
+        id=batch.id,
+        status=batch.status,  # type: ignore[arg-type]
+        counts=BatchCounts(**counts.as_dict()),
+        created_at=batch.created_at,
+        finished_at=batch.finished_at,
+        metadata=batch.metadata or {},
     )
-
-
-def _insert_batch(conn: Connection, batch: dict[str, Any], jobs: list[dict[str, Any]], topic: str) -> None:
-    conn.execute(insert(_BATCHES), [batch])
-    for start in range(0, len(jobs), 1_000):
-        chunk = jobs[start : start + 1_000]
-        conn.execute(insert(_JOBS), chunk)
-        conn.execute(insert(_OUTBOX), [{"job_id": job["id"], "topic": topic} for job in chunk])
 
 
 @router.post("/batches", status_code=202, response_model=BatchPublic)
@@ -83,98 +71,72 @@ async def create_batch(
     metadata: Annotated[str | None, Form(description="JSON object kept with the batch")] = None,
 ) -> JSONResponse:
     settings = state.settings
-    if state.summarizer is None:
-        raise GatewayRetryableError("the model is still loading; retry shortly")
-    shared_params = _json_field("params", params)
-    batch_metadata = _json_field("metadata", metadata)
+    summarizer = state.summarizer
+    if summarizer is None:
+        raise UnavailableError("the model is still loading; retry shortly")
+    max_bytes = settings.gateway.max_metadata_bytes
+    shared_params = _json_field("params", params, max_bytes=max_bytes)
+    batch_metadata = _json_field("metadata", metadata, max_bytes=max_bytes)
     if webhook_url is not None:
         try:
             WebhookTarget(url=webhook_url, secret=webhook_secret)
         except ValidationError as exc:
-            raise InvalidRequest(f"webhook: {exc.errors()[0]['msg']}") from exc
+            raise InvalidRequestError(f"webhook: {exc.errors()[0]['msg']}") from exc
     webhook_url, webhook_secret = await resolve_webhook(state, tenant, webhook_url, webhook_secret)
     if email is not None:
         try:
             _EMAIL.validate_python(email)
         except ValidationError as exc:
-            raise InvalidRequest(f"email: {exc.errors()[0]['msg']}") from exc
+            raise InvalidRequestError(f"email: {exc.errors()[0]['msg']}") from exc
     uploads = [
         UploadedFile(filename=upload.filename or "upload", content=await upload.read()) for upload in files
     ]
     documents: list[Document] = await asyncio.to_thread(parse_upload, uploads, settings.batches)
-    summarizer = state.summarizer
     validated = []
     for document in documents:
         try:
             merged = summarizer.validate_params({**shared_params, **document.params})
-        except Exception as exc:
-            message = getattr(exc, "message", str(exc))
-            raise InvalidRequest(f"{document.custom_id}: {message}", code="invalid_params") from exc
+        except SummarizerError as exc:
+            raise InvalidRequestError(f"{document.custom_id}: {exc.message}", code=exc.code) from exc
         validated.append(merged.model_dump(exclude_none=True))
 
-    now = utcnow()
-    batch_id = new_id()
-    batch = {
-        "id": batch_id,
-        "tenant": tenant,
-        "status": BatchStatus.IN_PROGRESS,
-        "total": len(documents),
-        "params": shared_params,
-        "metadata": batch_metadata,
-        "webhook_url": webhook_url,
-        "webhook_secret": webhook_secret,
-        "email": email,
-        "cancel_requested": False,
-        "created_at": now,
-        "finished_at": None,
-    }
-    jobs = [
-        new_job_row(
+    batch = batches.new_batch(
+        tenant=tenant,
+        total=len(documents),
+        params=shared_params,
+        metadata=batch_metadata,
+        webhook_url=webhook_url,
+        webhook_secret=webhook_secret,
+        email=email,
+    )
+    new_jobs = [
+        jobs.new_job(
             tenant=tenant,
             text=document.text,
             lane=Lane.BULK.value,
             params=job_params,
-            batch_id=batch_id,
+            batch_id=batch.id,
             custom_id=document.custom_id,
-            created_at=now,
-            updated_at=now,
+            created_at=batch.created_at,
+            updated_at=batch.created_at,
         )
         for document, job_params in zip(documents, validated, strict=True)
     ]
-    async with state.engine.begin() as conn:
-        await conn.run_sync(
-            lambda sync_conn: _insert_batch(sync_conn, batch, jobs, settings.kafka.bulk_topic)
-        )
-    counts = {status.value: 0 for status in JobStatus} | {"queued": len(jobs), "total": len(jobs)}
-    public = _batch_public(batch, counts)
+    await state.write(batches.create, batch, new_jobs, topic_for=state.topic_for)
+    public = _batch_public(batch, StoredCounts(queued=len(new_jobs)))
     return JSONResponse(
-        public.model_dump(mode="json"), status_code=202, headers={"Location": f"/v1/batches/{batch_id}"}
+        public.model_dump(mode="json"), status_code=202, headers={"Location": f"/v1/batches/{batch.id}"}
     )
 
 
-async def _load_batch(
-    state: GatewayState, tenant: str, batch_id: str
-) -> tuple[dict[str, Any], dict[str, int]]:
-    async with state.engine.connect() as conn:
-        row = (
-            (
-                await conn.execute(
-                    select(_BATCHES).where(_BATCHES.c.id == batch_id, _BATCHES.c.tenant == tenant)
-                )
-            )
-            .mappings()
-            .one_or_none()
-        )
-        if row is None:
-            raise NotFound(f"no batch with id {batch_id}")
-        counts = await conn.run_sync(lambda sync_conn: batch_counts(sync_conn, batch_id))
-    return dict(row), counts
+def _get_with_counts(conn: Any, batch_id: str, tenant: str) -> tuple[BatchRecord, StoredCounts]:
+    batch = batches.get(conn, batch_id, tenant=tenant)
+    return batch, batches.counts(conn, batch_id)
 
 
 @router.get("/batches/{batch_id}", response_model=BatchPublic)
 async def get_batch(batch_id: str, state: StateDep, tenant: TenantDep) -> BatchPublic:
-    row, counts = await _load_batch(state, tenant, batch_id)
-    return _batch_public(row, counts)
+    return _batch_public(*await state.read(_get_with_counts, batch_id, tenant))
 
 
 @router.get("/batches")
@@ -184,98 +146,48 @@ async def list_batches(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> dict[str, Any]:
-    query = select(_BATCHES).where(_BATCHES.c.tenant == tenant)
-    if cursor:
-        query = query.where(_BATCHES.c.id < decode_cursor(cursor))
-    query = query.order_by(_BATCHES.c.id.desc()).limit(limit + 1)
-    async with state.engine.connect() as conn:
-        rows = (await conn.execute(query)).mappings().all()
-        page = []
-        for row in rows[:limit]:
-            counts = await conn.run_sync(partial(batch_counts, batch_id=row["id"]))
-            page.append(_batch_public(row, counts).model_dump(mode="json"))
-    next_cursor = encode_cursor(page[-1]["id"]) if len(rows) > limit and page else None
+    found = await state.read(
+        batches.list_page, tenant, before_id=decode_cursor(cursor) if cursor else None, limit=limit + 1
+    )
+    page = [_batch_public(batch, counts).model_dump(mode="json") for batch, counts in found[:limit]]
+    next_cursor = encode_cursor(page[-1]["id"]) if len(found) > limit and page else None
     return {"data": page, "next_cursor": next_cursor}
 
 
 @router.get("/batches/{batch_id}/results")
 async def batch_results(batch_id: str, state: StateDep, tenant: TenantDep) -> StreamingResponse:
-    await _load_batch(state, tenant, batch_id)
+    await state.read(batches.get, batch_id, tenant=tenant)
 
     async def lines() -> AsyncIterator[bytes]:
         after = ""
         while True:
-            async with state.engine.connect() as conn:
-                rows = (
-                    (
-                        await conn.execute(
-                            select(
-                                _JOBS.c.id,
-                                _JOBS.c.custom_id,
-                                _JOBS.c.status,
-                                _JOBS.c.summary,
-                                _JOBS.c.error_code,
-                                _JOBS.c.error_message,
-                            )
-                            .where(
-                                _JOBS.c.batch_id == batch_id,
-                                _JOBS.c.id > after,
-                                _JOBS.c.status.not_in(OPEN_STATUSES),
-                            )
-                            .order_by(_JOBS.c.id)
-                            .limit(_RESULTS_PAGE)
-                        )
-                    )
-                    .mappings()
-                    .all()
-                )
-            if not rows:
+            results = await state.read(batches.results_page, batch_id, after_id=after, limit=_RESULTS_PAGE)
+            if not results:
                 return
-            chunk = []
-            for row in rows:
-                error = (
-                    {"code": row["error_code"], "message": row["error_message"] or ""}
-                    if row["error_code"]
-                    else None
+            chunk = [
+                json.dumps(
+                    {
+                        "custom_id": result.custom_id,
+                        "job_id": result.job_id,
+                        "status": result.status,
+                        "summary": result.summary,
+                        "error": (
+                            {"code": result.error_code, "message": result.error_message or ""}
+                            if result.error_code
+                            else None
+                        ),
+                    },
+                    ensure_ascii=False,
                 )
-                line = {
-                    "custom_id": row["custom_id"],
-                    "job_id": row["id"],
-                    "status": row["status"],
-                    "summary": row["summary"],
-                    "error": error,
-                }
-                chunk.append(json.dumps(line, ensure_ascii=False))
+                for result in results
+            ]
             yield ("\n".join(chunk) + "\n").encode()
-            after = rows[-1]["id"]
+            after = results[-1].job_id
 
     return StreamingResponse(lines(), media_type="application/x-ndjson")
 
 
 @router.post("/batches/{batch_id}/cancel", response_model=BatchPublic)
 async def cancel_batch(batch_id: str, state: StateDep, tenant: TenantDep) -> BatchPublic:
-    row, _counts = await _load_batch(state, tenant, batch_id)
-    if row["status"] != BatchStatus.IN_PROGRESS:
-        raise Conflict(f"batch {batch_id} already {row['status']}", code="batch_finished")
-
-    def cancel(conn: Connection) -> None:
-        now = utcnow()
-        conn.execute(update(_BATCHES).where(_BATCHES.c.id == batch_id).values(cancel_requested=True))
-        # Queued documents end now; running ones finish, as the batch APIs users know do it.
-        conn.execute(
-            update(_JOBS)
-            .where(_JOBS.c.batch_id == batch_id, _JOBS.c.status == JobStatus.QUEUED.value)
-            .values(
-                status=JobStatus.CANCELED.value,
-                error_code="canceled",
-                error_message="the batch was canceled",
-                finished_at=now,
-                updated_at=now,
-            )
-        )
-        complete_batch_if_done(conn, batch_id)
-
-    async with state.engine.begin() as conn:
-        await conn.run_sync(cancel)
-    row, counts = await _load_batch(state, tenant, batch_id)
-    return _batch_public(row, counts)
+    await state.write(batches.cancel, batch_id, tenant=tenant)
+    return _batch_public(*await state.read(_get_with_counts, batch_id, tenant))

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
-from gateway.app import GatewayState
+from gateway.state import GatewayState
 
 
 # Async on purpose: FastAPI runs plain-def dependencies in a thread pool, a hop per request.

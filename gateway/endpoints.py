@@ -8,12 +8,12 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel
 from sqlalchemy import delete, insert, select, update
 
+from common.webhook_secrets import new_secret
 from gateway.deps import StateDep, TenantDep
-from gateway.errors import NotFound
-from gateway.routes import validate_webhook
+from gateway.errors import NotFoundError
+from gateway.webhooks import validate_webhook
 from schema.api import WebhookTarget
 from schema.models import endpoints_table, utcnow
-from schema.webhook_secrets import new_secret
 
 router = APIRouter(prefix="/v1", tags=["webhooks"])
 
@@ -70,7 +70,7 @@ async def get_endpoint(state: StateDep, tenant: TenantDep) -> WebhookEndpointPub
             .one_or_none()
         )
     if row is None:
-        raise NotFound("no default webhook endpoint is set; PUT /v1/webhook-endpoint sets one")
+        raise NotFoundError("no default webhook endpoint is set; PUT /v1/webhook-endpoint sets one")
     return _public(row)
 
 
@@ -80,5 +80,5 @@ async def delete_endpoint(state: StateDep, tenant: TenantDep) -> Response:
         result = await conn.execute(delete(endpoints_table).where(endpoints_table.c.tenant == tenant))
     state.endpoints.forget(tenant)
     if result.rowcount == 0:
-        raise NotFound("no default webhook endpoint is set")
+        raise NotFoundError("no default webhook endpoint is set")
     return Response(status_code=204)

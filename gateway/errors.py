@@ -1,4 +1,9 @@
-"""Gateway errors and the handlers that answer every failure as ``{"error": {code, message}}``."""
+"""Gateway errors, and the one table that turns an error code into an HTTP status.
+
+Errors from every package reach the client through here: the engine's, the store's, the upload
+parser's, the URL policy's. None of them carries an HTTP status; ``STATUS_FOR_CODE`` decides, so
+the mapping is in one place and a new code without a row shows up as a 500 in tests, not in use.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,11 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from schema.errors import CondenseError, PermanentError, RetryableError
+from common.errors import CondenseError
+from gateway.microbatch import QueueFullError
 
 log = logging.getLogger(__name__)
 
@@ -19,44 +26,97 @@ class GatewayError(CondenseError):
     """Base of the gateway's own errors."""
 
 
-class GatewayRetryableError(GatewayError, RetryableError):
-    pass
-
-
-class GatewayPermanentError(GatewayError, PermanentError):
-    pass
-
-
-class NotFound(GatewayPermanentError):
+class NotFoundError(GatewayError):
     code = "not_found"
-    http_status = 404
 
 
-class Unauthorized(GatewayPermanentError):
+class UnauthorizedError(GatewayError):
     code = "unauthorized"
-    http_status = 401
 
 
-class Conflict(GatewayPermanentError):
-    code = "conflict"
-    http_status = 409
-
-
-class PayloadTooLarge(GatewayPermanentError):
+class PayloadTooLargeError(GatewayError):
     code = "payload_too_large"
-    http_status = 413
 
 
-class InvalidRequest(GatewayPermanentError):
+class InvalidRequestError(GatewayError):
     code = "invalid_request"
-    http_status = 422
 
 
-class GatewayConfigError(GatewayPermanentError):
+class UnavailableError(GatewayError):
+    """Not now, but soon (the model is loading, the database is away): 503 with Retry-After."""
+
+    code = "temporarily_unavailable"
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after_s: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class GatewayConfigError(GatewayError):
     code = "config_error"
 
 
-_STATUS_CODES = {
+STATUS_FOR_CODE: dict[str, int] = {
+    # requests that cannot succeed as sent
+    "invalid_request": 422,
+    "invalid_params": 422,
+    "invalid_document": 422,
+    "invalid_upload": 422,
+    "invalid_webhook_url": 422,
+    "invalid_json": 400,
+    "unauthorized": 401,
+    "not_found": 404,
+    "job_finished": 409,
+    "batch_finished": 409,
+    "idempotency_conflict": 409,
+    "delivery_not_replayable": 409,
+    "canceled": 409,
+    "payload_too_large": 413,
+    "upload_too_large": 413,
+    # not now; the same request may succeed later
+    "temporarily_unavailable": 503,
+    "overloaded": 503,
+    "unavailable": 503,
+    "out_of_memory": 503,
+    "summarizer_unavailable": 503,
+    "deadline_exceeded": 504,
+    # the server's own fault (package bases raised bare are bugs too)
+    "internal_error": 500,
+    "store_error": 500,
+    "summarizer_error": 500,
+    "summarization_failed": 500,
+    "summarizer_config_error": 500,
+    "config_error": 500,
+}
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """What every error answer looks like."""
+
+    error: ErrorDetail
+
+
+# The error answers a /v1 route can give, for the OpenAPI document.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": description}
+    for status, description in (
+        (400, "the body is not valid JSON, or a form is malformed"),
+        (401, "no valid API key"),
+        (404, "no such job, batch or delivery for this tenant"),
+        (409, "the job or batch already ended, or an Idempotency-Key was reused with another body"),
+        (413, "the body, text, metadata or upload is over its limit"),
+        (422, "a field is invalid"),
+        (503, "not now: the model is loading, the queue is full or the database is away (see Retry-After)"),
+    )
+}
+
+_STARLETTE_CODES = {
     400: "bad_request",
     401: "unauthorized",
     403: "forbidden",
@@ -69,6 +129,14 @@ _STATUS_CODES = {
     429: "too_many_requests",
     503: "unavailable",
 }
+
+
+def status_for(exc: CondenseError) -> int:
+    status = STATUS_FOR_CODE.get(exc.code)
+    if status is None:
+        log.error("error code %r has no HTTP status; answering %s", exc.code, 503 if exc.retryable else 500)
+        return 503 if exc.retryable else 500
+    return status
 
 
 def error_body(code: str, message: str) -> dict[str, Any]:
@@ -93,24 +161,29 @@ def _describe_validation(exc: RequestValidationError) -> tuple[str, str]:
     return "invalid_request", f"{where}: {message}{more}"
 
 
+def _retry_after(exc: CondenseError) -> float | None:
+    if isinstance(exc, UnavailableError | QueueFullError):
+        return exc.retry_after_s
+    return None
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(CondenseError)
     async def _condense_error(_request: Request, exc: CondenseError) -> JSONResponse:
         headers = {}
-        retry_after = getattr(exc, "retry_after_s", None)
+        retry_after = _retry_after(exc)
         if retry_after is not None:
             headers["Retry-After"] = str(max(1, round(retry_after)))
-        return JSONResponse(error_body(exc.code, exc.message), status_code=exc.http_status, headers=headers)
+        return JSONResponse(error_body(exc.code, exc.message), status_code=status_for(exc), headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
         code, message = _describe_validation(exc)
-        status = 400 if code == "invalid_json" else 422
-        return JSONResponse(error_body(code, message), status_code=status)
+        return JSONResponse(error_body(code, message), status_code=STATUS_FOR_CODE[code])
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = _STATUS_CODES.get(exc.status_code, "error")
+        code = _STARLETTE_CODES.get(exc.status_code, "error")
         return JSONResponse(
             error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers or None
         )

@@ -9,7 +9,7 @@ from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from schema.metrics import HTTP_LATENCY, HTTP_REQUESTS
+from common.metrics import HTTP_LATENCY, HTTP_REQUESTS
 
 
 class MetricsMiddleware:

@@ -11,34 +11,42 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
-from sqlalchemy import insert
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.errors import GatewayRetryableError
-from schema.models import jobs_table, outbox_table
+from gateway.errors import UnavailableError
+from schema.store import jobs
+from schema.store.records import JobRecord
 
 log = logging.getLogger(__name__)
 
-_JOBS = jobs_table
-_OUTBOX = outbox_table
+
+def _is_outage(exc: DBAPIError) -> bool:
+    """The database or the connection failed, as opposed to refusing one of the rows."""
+    return exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
 
 
 @dataclass
 class _Pending:
-    job: dict[str, Any]
-    topic: str | None
+    job: JobRecord
     done: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
 class GroupCommitter:
     def __init__(
-        self, engine: AsyncEngine, *, window_ms: float, max_rows: int, max_inflight: int = 4
+        self,
+        engine: AsyncEngine,
+        *,
+        topic_for: Mapping[str, str],
+        window_ms: float,
+        max_rows: int,
+        max_inflight: int = 4,
     ) -> None:
         self._engine = engine
+        self._topic_for = dict(topic_for)
         self._window_s = window_ms / 1000
         self._max_rows = max_rows
         self._pending: list[_Pending] = []
@@ -49,9 +57,9 @@ class GroupCommitter:
         self.commits = 0
         self.rows = 0
 
-    async def insert(self, job: dict[str, Any], *, outbox_topic: str | None) -> None:
-        """Return once the job (and its outbox row) is committed; raise if it was not."""
-        item = _Pending(job, outbox_topic)
+    async def insert(self, job: JobRecord) -> None:
+        """Return once the job (and its outbox row, when queued) is committed; raise if it was not."""
+        item = _Pending(job)
         self._pending.append(item)
         # Adaptive: with no commit in flight nobody else is coming soon enough to wait for, so
         # commit at once (no added latency when idle); while one is in flight, requests gather
@@ -86,17 +94,22 @@ class GroupCommitter:
         try:
             async with self._inflight:
                 await self._write(group)
-        except IntegrityError as exc:
-            if len(group) == 1:
-                self._fail(group, exc)
+        except DBAPIError as exc:
+            if _is_outage(exc) or len(group) == 1:
+                if _is_outage(exc):
+                    log.warning("submit transaction failed: %s", exc)
+                    self._fail(group, UnavailableError("the database is unavailable, try again"))
+                else:
+                    self._fail(group, exc)
                 return
-            # One bad row must not fail its neighbours: retry them one by one.
+            # A row the database refused (a duplicate key, a value it cannot store) must not fail
+            # its neighbours: retry them one by one, so only that row's request sees the error.
             for item in group:
                 await self._commit_group([item])
             return
-        except (DBAPIError, OSError) as exc:
+        except OSError as exc:
             log.warning("submit transaction failed: %s", exc)
-            self._fail(group, GatewayRetryableError("the database is unavailable, try again"))
+            self._fail(group, UnavailableError("the database is unavailable, try again"))
             return
         except Exception as exc:
             self._fail(group, exc)
@@ -108,11 +121,8 @@ class GroupCommitter:
                 item.done.set_result(None)
 
     async def _write(self, group: list[_Pending]) -> None:
-        outbox = [{"job_id": item.job["id"], "topic": item.topic} for item in group if item.topic]
         async with self._engine.begin() as conn:
-            await conn.execute(insert(_JOBS), [item.job for item in group])
-            if outbox:
-                await conn.execute(insert(_OUTBOX), outbox)
+            await conn.run_sync(jobs.insert_jobs, [item.job for item in group], topic_for=self._topic_for)
 
     @staticmethod
     def _fail(group: list[_Pending], exc: BaseException) -> None:

@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from html.parser import HTMLParser
 from typing import Any
 
-from gateway.errors import GatewayPermanentError
+from gateway.errors import GatewayError
 from schema.settings import BatchUploadSettings
+from schema.storable import json_problem, text_problem
 
 # The jobs.custom_id column is VARCHAR(512); a longer id would fail at insert time, after validation.
 MAX_CUSTOM_ID_CHARS = 512
@@ -75,11 +76,10 @@ class Document:
     params: dict[str, Any]
 
 
-class UploadError(GatewayPermanentError):
+class UploadError(GatewayError):
     """The upload is refused as a whole; the message names the file (and line) at fault."""
 
     code = "invalid_upload"
-    http_status = 422
 
     def __init__(self, message: str, *, filename: str | None = None, line: int | None = None) -> None:
         super().__init__(message)
@@ -87,17 +87,16 @@ class UploadError(GatewayPermanentError):
         self.line = line
 
 
-class UploadTooLarge(UploadError):
+class UploadTooLargeError(UploadError):
     """Too many documents, a document or the whole upload over its byte limit, or a zip bomb."""
 
     code = "upload_too_large"
-    http_status = 413
 
 
 def parse_upload(files: Sequence[UploadFile], limits: BatchUploadSettings) -> list[Document]:
     """Every document of ``files`` in order: files as uploaded, zip members and JSONL lines as stored.
 
-    Raises :class:`UploadError` (422) or :class:`UploadTooLarge` (413) at the first problem.
+    Raises :class:`UploadError` (422) or :class:`UploadTooLargeError` (413) at the first problem.
     """
     collector = _Collector(limits)
     for upload in files:
@@ -143,8 +142,8 @@ class _Where:
     def error(self, message: str) -> UploadError:
         return UploadError(f"{self}: {message}", filename=self.filename, line=self.line)
 
-    def too_large(self, message: str) -> UploadTooLarge:
-        return UploadTooLarge(f"{self}: {message}", filename=self.filename, line=self.line)
+    def too_large(self, message: str) -> UploadTooLargeError:
+        return UploadTooLargeError(f"{self}: {message}", filename=self.filename, line=self.line)
 
 
 class _Collector:
@@ -175,9 +174,15 @@ class _Collector:
         self.total_bytes += size
 
     def add(self, custom_id: str, text: str, params: dict[str, Any], where: _Where) -> None:
-        if "\x00" in custom_id:
-            # PostgreSQL refuses NUL in text; better a clear 422 here than a 500 at insert time.
-            raise where.error("custom_id contains a NUL character")
+        # Every document passes here, whatever its format: refuse what the database cannot store
+        # now, as a clear 422, rather than at insert time as a 500.
+        for name, value in (("custom_id", custom_id), ("text", text)):
+            problem = text_problem(value)
+            if problem:
+                raise where.error(f"{name} {problem}")
+        problem = json_problem(params)
+        if problem:
+            raise where.error(f"params: {problem}")
         if len(custom_id) > MAX_CUSTOM_ID_CHARS:
             raise where.error(f"custom_id is longer than {MAX_CUSTOM_ID_CHARS} characters")
         if not text.strip():
@@ -442,8 +447,6 @@ def _jsonl_record(record: object, at: _Where) -> tuple[str, str, dict[str, Any]]
         raise at.error(f"text must be a string, not {_json_type(text)}")
     if not text.strip():
         raise at.error("text is empty")
-    if "\x00" in text:
-        raise at.error("text contains a NUL character")
     params = record.get("params", {})
     if not isinstance(params, dict):
         raise at.error(f"params must be an object, not {_json_type(params)}")

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
 from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
 
-from schema.models import FINAL_STATUSES, JobStatus
+from schema.models import JobStatus
+from schema.storable import json_problem, text_problem
+from schema.store.records import JobRecord
+
+_WHSEC = re.compile(r"whsec_[A-Za-z0-9+/]+={0,2}")
 
 
 class _Strict(BaseModel):
@@ -21,10 +25,18 @@ class WebhookTarget(_Strict):
         default=None, description="whsec_<base64> signing secret; the tenant's default when omitted."
     )
 
+    @field_validator("url")
+    @classmethod
+    def _storable_url(cls, value: str) -> str:
+        problem = text_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
     @field_validator("secret")
     @classmethod
     def _whsec(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith("whsec_"):
+        if value is not None and (not _WHSEC.fullmatch(value)):
             raise ValueError("must be a Standard Webhooks secret of the form whsec_<base64>")
         return value
 
@@ -40,9 +52,21 @@ class SummaryJobCreate(_Strict):
 
     @field_validator("text")
     @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must not be empty")
+    def _storable_text(cls, value: str) -> str:
+        problem = text_problem(value)
+        if problem:
+            raise ValueError(problem)
+        # Control characters alone are no more a document than spaces are; both paths refuse them.
+        if not any(ch.isprintable() and not ch.isspace() for ch in value):
+            raise ValueError("has nothing to summarize (only whitespace or control characters)")
+        return value
+
+    @field_validator("params", "metadata")
+    @classmethod
+    def _storable_json(cls, value: dict[str, Any]) -> dict[str, Any]:
+        problem = json_problem(value)
+        if problem:
+            raise ValueError(problem)
         return value
 
 
@@ -97,36 +121,22 @@ class BatchPublic(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
-def job_to_public(row: Any) -> SummaryJobPublic:
-    """Build the public view from a job row (an ORM object or a Core row mapping)."""
-
-    def get(key: str) -> Any:
-        return row.get(key) if isinstance(row, Mapping) else getattr(row, key, None)
-
-    error = None
-    if get("error_code"):
-        error = JobError(code=get("error_code"), message=get("error_message") or "")
-    metadata = get("metadata_")
-    if metadata is None and isinstance(row, Mapping):
-        metadata = row.get("metadata")
+def job_to_public(job: JobRecord) -> SummaryJobPublic:
+    error = JobError(code=job.error_code, message=job.error_message or "") if job.error_code else None
     return SummaryJobPublic(
-        id=get("id"),
-        status=JobStatus(get("status")),
-        route=get("route"),
-        created_at=get("created_at"),
-        started_at=get("started_at"),
-        finished_at=get("finished_at"),
-        summary=get("summary"),
+        id=job.id,
+        status=JobStatus(job.status),
+        route=job.route,  # type: ignore[arg-type]
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        summary=job.summary,
         error=error,
-        progress=Progress(done=get("progress_done") or 0, total=get("progress_total") or 0),
-        model=get("model"),
-        params=get("params") or {},
-        metadata=metadata or {},
-        batch_id=get("batch_id"),
-        custom_id=get("custom_id"),
-        attempts=get("attempts") or 0,
+        progress=Progress(done=job.progress_done or 0, total=job.progress_total or 0),
+        model=job.model,
+        params=job.params or {},
+        metadata=job.metadata or {},
+        batch_id=job.batch_id,
+        custom_id=job.custom_id,
+        attempts=job.attempts or 0,
     )
-
-
-def is_final(status: str) -> bool:
-    return JobStatus(status) in FINAL_STATUSES

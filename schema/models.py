@@ -159,6 +159,9 @@ class SummaryJob(Base):
     error_code: Mapped[str | None] = mapped_column(String(64), default=None)
     error_message: Mapped[str | None] = mapped_column(Text, default=None)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Retryable failures so far, and when the next try may start: a retry is stored, never slept on.
+    retries: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    retry_at: Mapped[datetime | None] = mapped_column(default=None)
     progress_done: Mapped[int] = mapped_column(Integer, default=0)
     progress_total: Mapped[int] = mapped_column(Integer, default=0)
     model: Mapped[dict[str, Any] | None] = mapped_column(default=None)
@@ -214,6 +217,8 @@ class OutboxEntry(Base):
     job_id: Mapped[str] = mapped_column(String(36))
     topic: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Not published before this time (a job's retry); NULL means at once.
+    available_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class NotificationDelivery(Base):

@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from schema.errors import ConfigError
+from common.errors import ConfigError
 from summarizer.settings import SummarizerSettings
 
 CONFIG_ENV_VAR = "CONDENSE_CONFIG"
@@ -98,21 +98,45 @@ class GatewaySettings(_Section):
     )
     sync_max_tokens: int = Field(default=2_048, ge=1, description="mode=sync refuses longer texts (413).")
     max_text_bytes: int = Field(default=2_000_000, ge=1, description="Larger texts get 413.")
+    max_body_bytes: int = Field(
+        default=8_000_000,
+        ge=1_024,
+        description="Largest JSON request body; refused with 413 while it streams in, before it is buffered.",
+    )
+    max_metadata_bytes: int = Field(
+        default=16_384, ge=2, description="Largest `metadata` object of a job or batch, as compact JSON."
+    )
     request_timeout_s: float = Field(default=30.0, gt=0, description="Default deadline of a sync request.")
     max_request_timeout_s: float = Field(default=120.0, gt=0, description="Cap on a per-request override.")
     micro_batch: MicroBatchSettings = Field(default_factory=MicroBatchSettings)
 
 
-class RetryStrategySettings(_Section):
-    max_attempts: int = Field(default=3, ge=1, description="Claims of one job before it is failed for good.")
-    base_delay_s: float = Field(default=1.0, ge=0, description="First backoff; doubles per attempt.")
-    max_delay_s: float = Field(default=60.0, ge=0, description="Cap on one backoff.")
+class RetryPolicySettings(_Section):
+    max_claims: int = Field(
+        default=3,
+        ge=1,
+        description="Claims of one job that never reached an outcome (its worker died on it) before it "
+        "is failed as a poison document.",
+    )
+    max_retries: int = Field(
+        default=3, ge=0, description="Retryable failures of one job (e.g. out of memory) before it fails."
+    )
+    base_delay_s: float = Field(
+        default=1.0, ge=0, description="Wait before the first retry; doubles per retry."
+    )
+    max_delay_s: float = Field(default=60.0, ge=0, description="Cap on the wait before one retry.")
 
 
 class WorkerSettings(_Section):
     max_batch: int = Field(default=32, ge=1, description="Most jobs pulled from Kafka at once.")
     max_wait_ms: int = Field(default=200, ge=0, description="Longest the consumer waits to fill a batch.")
-    retry: RetryStrategySettings = Field(default_factory=RetryStrategySettings)
+    retry: RetryPolicySettings = Field(default_factory=RetryPolicySettings)
+    heartbeat_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="How often a worker marks the jobs it runs as alive; keep it well under "
+        "relay.running_timeout_s, after which a silent job is handed to another worker.",
+    )
     metrics_port: int = Field(
         default=9101, ge=0, le=65535, description="Port of /metrics, /healthz, /readyz."
     )

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from schema.jobs import new_job_row
+from schema.store.jobs import new_job
 
 
 def job_values(**overrides: Any) -> dict[str, Any]:
     """A queued async job's column values, for a Core INSERT into ``summary_jobs``."""
-    return new_job_row(**{"tenant": "acme", "text": "text", **overrides})
+    return new_job(**{"tenant": "acme", "text": "text", **overrides}).as_row()

@@ -16,8 +16,8 @@ from typing import Any
 
 from celery import Celery, bootsteps
 
-from schema.db import database_status, make_engine
-from schema.metrics import (
+from common.celeryapp import DELIVER_NOTIFICATION, NOTIFY_QUEUE, make_celery
+from common.metrics import (
     BATCH_DOCUMENTS,
     BATCH_TOKENS,
     INFERENCE_SECONDS,
@@ -25,13 +25,14 @@ from schema.metrics import (
     JOBS,
     QUEUE_WAIT_SECONDS,
 )
-from schema.opsserver import start_ops_server
+from common.opsserver import start_ops_server
+from schema.db import database_status, make_engine
 from schema.settings import Settings
-from schema.tasks import DELIVER_NOTIFICATION, NOTIFY_QUEUE, make_celery
 from summarizer import Summarizer, load_summarizer
 from summarizer.runtime import settle_heap
 from workers.consumer import BatchConsumer
 from workers.execution import BatchOutcome, JobExecutor
+from workers.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,14 @@ def record_metrics(outcome: BatchOutcome) -> None:
 
 def build_consumer(settings: Settings, summarizer: Summarizer, celery_app: Celery | None) -> BatchConsumer:
     engine = make_engine(settings.database)
-    executor = JobExecutor(engine, summarizer, retry=settings.worker.retry)
+    kafka = settings.kafka
+    executor = JobExecutor(
+        engine,
+        summarizer,
+        policy=RetryPolicy.from_settings(settings.worker.retry),
+        topic_for={"interactive": kafka.topic, "bulk": kafka.bulk_topic},
+        heartbeat_s=settings.worker.heartbeat_s,
+    )
 
     def after_batch(outcome: BatchOutcome) -> None:
         record_metrics(outcome)
@@ -75,7 +83,7 @@ def build_consumer(settings: Settings, summarizer: Summarizer, celery_app: Celer
 
 
 def create_celery_app(settings: Settings) -> Celery:
-    app = make_celery(settings, "condense-worker")
+    app = make_celery(settings.celery.broker_url, "condense-worker")
 
     class KafkaConsumerStep(bootsteps.StartStopStep):
         requires = ("celery.worker.components:Pool",)

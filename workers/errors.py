@@ -1,21 +1,18 @@
-"""Worker errors: a retryable and a permanent branch under one base."""
+"""Worker errors, under one base."""
 
 from __future__ import annotations
 
-from schema.errors import CondenseError, PermanentError, RetryableError
+from common.errors import CondenseError
 
 
 class WorkerError(CondenseError):
-    pass
+    """Base of the worker's own errors."""
+
+    code = "worker_error"
 
 
-class WorkerRetryableError(WorkerError, RetryableError):
-    pass
+class StorageUnavailableError(WorkerError):
+    """The database refused a batch's results; the batch comes back through Kafka."""
 
-
-class WorkerPermanentError(WorkerError, PermanentError):
-    pass
-
-
-class StorageUnavailable(WorkerRetryableError):
     code = "storage_unavailable"
+    retryable = True

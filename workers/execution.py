@@ -1,9 +1,10 @@
 """Running a batch of jobs: claim, summarize, store. Nothing here knows about Kafka.
 
-The database row decides what happens: a job already final is skipped, so a redelivered message
-is harmless; a job claimed too often is failed instead of crashing its worker again (a poison
-document never blocks its partition); results are written with a guarded UPDATE so that two
-workers racing on one job store exactly one result.
+The job store decides what happens: a job already final is skipped, so a redelivered message is
+harmless; a job claimed too often without an outcome is failed instead of crashing its worker
+again (a poison document never blocks its partition); results are written with guarded
+transitions so that two workers racing on one job store exactly one result. A retryable failure
+becomes a stored retry time, never a sleep.
 """
 
 from __future__ import annotations
@@ -11,25 +12,23 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-from schema.jobs import Finished, complete_batch_if_done, finish_job
-from schema.models import JobStatus, jobs_table, utcnow
-from schema.settings import RetryStrategySettings
+from schema.models import JobStatus, utcnow
+from schema.store import batches, jobs
+from schema.store.jobs import Finished, Outcome
+from schema.store.records import JobRecord
 from summarizer import Summarizer, SummaryParams, SummaryResult
-from summarizer.errors import OutOfMemory, SummarizerError
-from workers.errors import StorageUnavailable
-from workers.retry import RetryStrategy
+from summarizer.errors import OutOfMemoryError, SummarizerError
+from workers.errors import StorageUnavailableError
+from workers.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 
-_JOBS = jobs_table
-_OPEN = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
 _PROGRESS_EVERY_S = 0.5
 _CANCEL_CHECK_EVERY_S = 1.0
 
@@ -39,10 +38,10 @@ class BatchOutcome:
     succeeded: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     canceled: list[str] = field(default_factory=list)
+    retried: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     delivery_ids: list[str] = field(default_factory=list)
     failure_codes: list[str] = field(default_factory=list)
-    batches_touched: set[str] = field(default_factory=set)
     batches_completed: list[str] = field(default_factory=list)
     documents: int = 0
     tokens: int = 0
@@ -74,15 +73,9 @@ class _BatchMonitor:
                 return
             pending, self._pending = self._pending, {}
             self._flushed_at = time.monotonic()
-        now = utcnow()
         try:
             with self.engine.begin() as conn:
-                for job_id, (job_done, job_total) in pending.items():
-                    conn.execute(
-                        update(_JOBS)
-                        .where(_JOBS.c.id == job_id, _JOBS.c.status == JobStatus.RUNNING.value)
-                        .values(progress_done=job_done, progress_total=job_total, updated_at=now)
-                    )
+                jobs.record_progress(conn, pending)
         except DBAPIError as exc:
             # Progress is advisory; the final result is what must not be lost.
             log.warning("could not record progress of %d jobs: %s", len(pending), exc)
@@ -93,22 +86,49 @@ class _BatchMonitor:
             self._checked_at = now
             try:
                 with self.engine.connect() as conn:
-                    self._canceled = set(
-                        conn.execute(
-                            select(_JOBS.c.id).where(_JOBS.c.id.in_(self.job_ids), _JOBS.c.cancel_requested)
-                        ).scalars()
-                    )
+                    self._canceled = jobs.cancel_requested(conn, self.job_ids)
             except DBAPIError as exc:
                 log.warning("could not read cancel requests: %s", exc)
         return self.job_ids[index] in self._canceled
 
 
-@dataclass
-class _Claimed:
-    id: str
-    text: str
+class _Heartbeat:
+    """Touches the batch's running jobs every ``interval_s`` from a thread of its own, for as long
+    as the engine works on them, whether or not it reports progress."""
+
+    def __init__(self, engine: Engine, job_ids: Sequence[str], interval_s: float) -> None:
+        self.engine = engine
+        self.job_ids = list(job_ids)
+        self.interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="job-heartbeat", daemon=True)
+        self.beats = 0
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                with self.engine.begin() as conn:
+                    jobs.heartbeat(conn, self.job_ids)
+                self.beats += 1
+            except DBAPIError as exc:
+                log.warning("could not record the heartbeat of %d jobs: %s", len(self.job_ids), exc)
+
+
+@dataclass(frozen=True)
+class _Runnable:
+    job: JobRecord
     params: SummaryParams
-    created_at: Any
+
+
+Result = SummaryResult | SummarizerError
 
 
 class JobExecutor:
@@ -117,233 +137,196 @@ class JobExecutor:
         engine: Engine,
         summarizer: Summarizer,
         *,
-        retry: RetryStrategySettings,
-        sleep: Callable[[float], None] = time.sleep,
+        policy: RetryPolicy,
+        topic_for: Mapping[str, str],
+        heartbeat_s: float = 30.0,
     ) -> None:
         self.engine = engine
         self.summarizer = summarizer
-        self.retry = RetryStrategy.from_settings(retry)
-        self._sleep = sleep
+        self.policy = policy
+        self.topic_for = dict(topic_for)
+        self.heartbeat_s = heartbeat_s
+
+    def run(self, job_ids: Sequence[str]) -> BatchOutcome:
+        outcome = BatchOutcome()
+        runnable, invalid = self._claim(job_ids, outcome)
+        results: list[tuple[JobRecord, Result]] = list(invalid)
+        if runnable:
+            now = utcnow()
+            outcome.queue_wait_s = [max(0.0, (now - r.job.created_at).total_seconds()) for r in runnable]
+            began = time.perf_counter()
+            try:
+                with _Heartbeat(self.engine, [r.job.id for r in runnable], self.heartbeat_s):
+                    summarized = self._summarize(runnable)
+            except SummarizerError as exc:
+                summarized = [exc] * len(runnable)
+            outcome.inference_s = time.perf_counter() - began
+            outcome.documents = len(runnable)
+            outcome.tokens = sum(r.input_tokens for r in summarized if isinstance(r, SummaryResult))
+            results += [(r.job, result) for r, result in zip(runnable, summarized, strict=True)]
+        if results:
+            self._store(results, outcome)
+        return outcome
 
     # -- claiming ---------------------------------------------------------------------------
 
-    def claim(self, job_ids: Sequence[str], outcome: BatchOutcome) -> list[_Claimed]:
-        """Mark runnable jobs running; fail poison jobs and finish canceled ones on the way."""
-        unique = list(dict.fromkeys(job_ids))
+    def _claim(
+        self, job_ids: Sequence[str], outcome: BatchOutcome
+    ) -> tuple[list[_Runnable], list[tuple[JobRecord, Result]]]:
+        """Claim the batch; jobs whose stored parameters no longer validate fail with the rest."""
         with self.engine.begin() as conn:
-            rows = {
-                row["id"]: row
-                for row in conn.execute(select(_JOBS).where(_JOBS.c.id.in_(unique))).mappings().all()
-            }
-            claimed: list[_Claimed] = []
-            for job_id in unique:
-                row = rows.get(job_id)
-                if row is None or row["status"] not in _OPEN:
-                    outcome.skipped.append(job_id)
-                    continue
-                if row["cancel_requested"]:
-                    self._finish(
-                        conn, outcome, job_id, JobStatus.CANCELED, "canceled", "canceled by the client"
-                    )
-                    continue
-                if row["attempts"] >= self.retry.max_attempts:
-                    self._finish(
-                        conn,
-                        outcome,
-                        job_id,
-                        JobStatus.FAILED,
-                        "max_attempts_exceeded",
-                        f"gave up after {row['attempts']} attempts",
-                    )
-                    continue
-                try:
-                    params = self.summarizer.validate_params(row["params"] or {})
-                except SummarizerError as exc:
-                    self._finish(conn, outcome, job_id, JobStatus.FAILED, exc.code, exc.message)
-                    continue
-                now = utcnow()
-                result = conn.execute(
-                    update(_JOBS)
-                    .where(_JOBS.c.id == job_id, _JOBS.c.status.in_(_OPEN))
-                    .values(
-                        status=JobStatus.RUNNING.value,
-                        attempts=_JOBS.c.attempts + 1,
-                        started_at=row["started_at"] or now,
-                        updated_at=now,
-                    )
-                )
-                if result.rowcount:
-                    claimed.append(_Claimed(job_id, row["input_text"], params, row["created_at"]))
-            self._close_batches(conn, outcome)
-        return claimed
+            claimed = jobs.claim(conn, job_ids, max_claims=self.policy.max_claims)
+            for ended in claimed.ended:
+                self._count(outcome, ended)
+            self._close_batches(conn, [e.job for e in claimed.ended], outcome)
+        outcome.skipped += claimed.skipped
+        runnable: list[_Runnable] = []
+        invalid: list[tuple[JobRecord, Result]] = []
+        for job in claimed.running:
+            try:
+                runnable.append(_Runnable(job, self.summarizer.validate_params(job.params or {})))
+            except SummarizerError as exc:
+                invalid.append((job, exc))
+        return runnable, invalid
 
     # -- running ----------------------------------------------------------------------------
 
-    def _monitor(self, claimed: Sequence[_Claimed]) -> _BatchMonitor:
-        return _BatchMonitor(self.engine, [job.id for job in claimed])
-
-    def _summarize(self, claimed: Sequence[_Claimed]) -> list[SummaryResult | SummarizerError]:
+    def _summarize(self, runnable: Sequence[_Runnable]) -> list[Result]:
         """Summarize, halving the batch on out-of-memory until a single document fails alone."""
-        monitor = self._monitor(claimed)
+        monitor = _BatchMonitor(self.engine, [r.job.id for r in runnable])
         try:
             return list(
                 self.summarizer.summarize_batch(
-                    [job.text for job in claimed],
-                    [job.params for job in claimed],
+                    [r.job.input_text for r in runnable],
+                    [r.params for r in runnable],
                     on_progress=monitor.report,
                     should_cancel=monitor.should_cancel,
                 )
             )
-        except OutOfMemory as exc:
-            if len(claimed) == 1:
+        except OutOfMemoryError as exc:
+            if len(runnable) == 1:
                 return [exc]
-            middle = len(claimed) // 2
+            middle = len(runnable) // 2
             log.warning(
                 "out of memory on a batch of %d; retrying as %d + %d",
-                len(claimed),
+                len(runnable),
                 middle,
-                len(claimed) - middle,
+                len(runnable) - middle,
             )
-            return self._summarize(claimed[:middle]) + self._summarize(claimed[middle:])
-
-    def run(self, job_ids: Sequence[str]) -> BatchOutcome:
-        outcome = BatchOutcome()
-        claimed = self.claim(job_ids, outcome)
-        if not claimed:
-            return outcome
-        now = utcnow()
-        outcome.queue_wait_s = [max(0.0, (now - job.created_at).total_seconds()) for job in claimed]
-        began = time.perf_counter()
-        results: list[SummaryResult | SummarizerError | None] = [None] * len(claimed)
-        pending = list(range(len(claimed)))
-        for attempt in self.retry.attempts():
-            try:
-                batch = self._summarize([claimed[i] for i in pending])
-            except SummarizerError as exc:
-                batch = [exc] * len(pending)
-            retry_next = []
-            for index, result in zip(pending, batch, strict=True):
-                results[index] = result
-                # A retryable error (a device hiccup) gets another try; the rest of the batch is done.
-                if isinstance(result, SummarizerError) and result.retryable and not attempt.is_last:
-                    retry_next.append(index)
-            if not retry_next:
-                break
-            for index in retry_next:
-                failure = results[index]
-                log.warning(
-                    "job %s failed with a retryable error (%s); retrying in %.1fs",
-                    claimed[index].id,
-                    failure.code if isinstance(failure, SummarizerError) else "?",
-                    attempt.delay_s,
-                    extra={"job_id": claimed[index].id},
-                )
-            self._sleep(attempt.delay_s)
-            pending = retry_next
-        outcome.inference_s = time.perf_counter() - began
-        outcome.documents = len(claimed)
-        outcome.tokens = sum(r.input_tokens for r in results if isinstance(r, SummaryResult))
-        self._store(claimed, [r for r in results if r is not None], outcome)
-        return outcome
+            return self._summarize(runnable[:middle]) + self._summarize(runnable[middle:])
 
     # -- storing ----------------------------------------------------------------------------
 
-    def _finish(
-        self,
-        conn: Any,
-        outcome: BatchOutcome,
-        job_id: str,
-        status: JobStatus,
-        code: str | None,
-        message: str | None,
-        **fields: Any,
+    def _store(self, results: Sequence[tuple[JobRecord, Result]], outcome: BatchOutcome) -> None:
+        """Every result of the batch in one transaction.
+
+        When the database is away this raises at once: the consumer then leaves the offsets
+        uncommitted and reconnects, so the ids come back and the still-running jobs are claimed
+        again (their claims count towards ``max_claims``).
+        """
+        staged = BatchOutcome()
+        try:
+            with self.engine.begin() as conn:
+                ended: list[JobRecord] = []
+                for job, result in results:
+                    finished = self._store_one(conn, job, result, staged)
+                    if finished is not None:
+                        ended.append(finished.job)
+                self._close_batches(conn, ended, staged)
+        except DBAPIError as exc:
+            raise StorageUnavailableError(
+                f"could not store the results of {len(results)} jobs: {exc}"
+            ) from exc
+        outcome.succeeded += staged.succeeded
+        outcome.failed += staged.failed
+        outcome.canceled += staged.canceled
+        outcome.retried += staged.retried
+        outcome.skipped += staged.skipped
+        outcome.delivery_ids += staged.delivery_ids
+        outcome.batches_completed += staged.batches_completed
+        outcome.failure_codes += staged.failure_codes
+
+    def _store_one(
+        self, conn: Connection, job: JobRecord, result: Result, staged: BatchOutcome
     ) -> Finished | None:
-        finished = finish_job(
-            conn, job_id, status, from_statuses=_OPEN, error_code=code, error_message=message, **fields
-        )
+        if isinstance(result, SummaryResult):
+            final = Outcome(
+                JobStatus.SUCCEEDED,
+                summary=result.summary,
+                model=result.model.as_dict(),
+                timings=result.timings,
+                input_tokens=result.input_tokens,
+                chunks=result.chunks,
+            )
+        elif result.code == "canceled":
+            final = Outcome(JobStatus.CANCELED, error_code="canceled", error_message=result.message)
+        elif result.retryable:
+            decision = self.policy.after_failure(job.retries, utcnow())
+            if decision.retry_at is not None:
+                retried = jobs.retry(
+                    conn,
+                    job.id,
+                    retry_at=decision.retry_at,
+                    topic=self.topic_for[job.lane],
+                    error_code=result.code,
+                    error_message=result.message,
+                )
+                (staged.retried if retried else staged.skipped).append(job.id)
+                if retried:
+                    log.warning(
+                        "job %s failed with a retryable error (%s); retry %d at %s",
+                        job.id,
+                        result.code,
+                        job.retries + 1,
+                        decision.retry_at.isoformat(),
+                        extra={"job_id": job.id},
+                    )
+                return None
+            final = Outcome(JobStatus.FAILED, error_code=result.code, error_message=result.message)
+        else:
+            final = Outcome(JobStatus.FAILED, error_code=result.code, error_message=result.message)
+        finished = jobs.finish(conn, job.id, final)
         if finished is None:
-            outcome.skipped.append(job_id)
+            staged.skipped.append(job.id)
             return None
+        self._count(staged, finished)
+        return finished
+
+    @staticmethod
+    def _count(outcome: BatchOutcome, finished: Finished) -> None:
+        job = finished.job
+        status = JobStatus(job.status)
         {
             JobStatus.SUCCEEDED: outcome.succeeded,
             JobStatus.FAILED: outcome.failed,
             JobStatus.CANCELED: outcome.canceled,
-        }[status].append(job_id)
+        }[status].append(job.id)
         outcome.delivery_ids.extend(finished.delivery_ids)
-        if status is JobStatus.FAILED and code:
-            outcome.failure_codes.append(code)
-        if finished.row["batch_id"]:
-            outcome.batches_touched.add(finished.row["batch_id"])
-        row = finished.row
-        seconds = (row["finished_at"] - row["created_at"]).total_seconds()
+        if status is JobStatus.FAILED and job.error_code:
+            outcome.failure_codes.append(job.error_code)
+        seconds = ((job.finished_at or utcnow()) - job.created_at).total_seconds()
+        code = job.error_code if status is JobStatus.FAILED else None
         # The one line per job operators search for; ids and codes only, never text or messages.
         log.info(
             "job %s %s%s, %.2f s after submission",
-            job_id,
+            job.id,
             status.value,
-            f" ({code})" if code and status is JobStatus.FAILED else "",
+            f" ({code})" if code else "",
             seconds,
             extra={
-                "job_id": job_id,
-                "tenant": row["tenant"],
-                "batch_id": row["batch_id"],
+                "job_id": job.id,
+                "tenant": job.tenant,
+                "batch_id": job.batch_id,
                 "status": status.value,
                 "error_code": code,
                 "duration_s": round(seconds, 3),
             },
         )
-        return finished
 
     @staticmethod
-    def _close_batches(conn: Any, outcome: BatchOutcome) -> None:
-        for batch_id in sorted(outcome.batches_touched):
-            completed = complete_batch_if_done(conn, batch_id)
-            if completed is not None:
+    def _close_batches(conn: Connection, ended: Sequence[JobRecord], outcome: BatchOutcome) -> None:
+        for batch_id in sorted({job.batch_id for job in ended if job.batch_id}):
+            closed = batches.complete_if_done(conn, batch_id)
+            if closed is not None:
                 outcome.batches_completed.append(batch_id)
-                outcome.delivery_ids.extend(completed.delivery_ids)
-
-    def _store(
-        self,
-        claimed: Sequence[_Claimed],
-        results: Sequence[SummaryResult | SummarizerError],
-        outcome: BatchOutcome,
-    ) -> None:
-        for attempt in self.retry.attempts(forever=True):
-            staged = BatchOutcome()
-            try:
-                with self.engine.begin() as conn:
-                    for job, result in zip(claimed, results, strict=True):
-                        if isinstance(result, SummaryResult):
-                            self._finish(
-                                conn,
-                                staged,
-                                job.id,
-                                JobStatus.SUCCEEDED,
-                                None,
-                                None,
-                                summary=result.summary,
-                                model=result.model.as_dict(),
-                                timings=result.timings,
-                                input_tokens=result.input_tokens,
-                                progress_done=result.chunks,
-                                progress_total=result.chunks,
-                            )
-                        elif result.code == "canceled":
-                            self._finish(conn, staged, job.id, JobStatus.CANCELED, "canceled", result.message)
-                        else:
-                            self._finish(conn, staged, job.id, JobStatus.FAILED, result.code, result.message)
-                    self._close_batches(conn, staged)
-            except DBAPIError as exc:
-                if attempt.number >= 50:
-                    raise StorageUnavailable(f"could not store results: {exc}") from exc
-                log.warning("storing results failed (%s); retrying in %.1fs", exc, attempt.delay_s)
-                self._sleep(attempt.delay_s)
-                continue
-            outcome.succeeded += staged.succeeded
-            outcome.failed += staged.failed
-            outcome.canceled += staged.canceled
-            outcome.skipped += staged.skipped
-            outcome.delivery_ids += staged.delivery_ids
-            outcome.batches_completed += staged.batches_completed
-            outcome.failure_codes += staged.failure_codes
-            return
+                outcome.delivery_ids.extend(closed.delivery_ids)

@@ -1,43 +1,48 @@
-"""One retry policy object instead of retry numbers scattered across the code."""
+"""The worker's one retry policy: when a job gets another try, and when it has had enough.
+
+A decision is data: the store writes ``retry_at`` on the job and an outbox row that becomes due
+then, and the worker moves on. Nothing sleeps while it holds claimed jobs or unacknowledged
+offsets.
+"""
 
 from __future__ import annotations
 
-import itertools
 import random
-from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from schema.settings import RetryStrategySettings
-
-
-@dataclass(frozen=True)
-class Attempt:
-    number: int
-    """1-based."""
-    delay_s: float
-    """How long to wait before the next attempt, should this one fail."""
-    is_last: bool
+from schema.settings import RetryPolicySettings
 
 
 @dataclass(frozen=True)
-class RetryStrategy:
-    max_attempts: int
+class RetryDecision:
+    retry_at: datetime | None
+    """When to try again; None means give up and fail the job."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_claims: int
+    """Claims without an outcome (a worker died mid-job) before the job is failed as poison."""
+    max_retries: int
+    """Retryable failures (out of memory, a device hiccup) before the job is failed."""
     base_delay_s: float
     max_delay_s: float
     jitter: bool = True
 
     @classmethod
-    def from_settings(cls, settings: RetryStrategySettings) -> RetryStrategy:
-        return cls(settings.max_attempts, settings.base_delay_s, settings.max_delay_s)
+    def from_settings(cls, settings: RetryPolicySettings) -> RetryPolicy:
+        return cls(settings.max_claims, settings.max_retries, settings.base_delay_s, settings.max_delay_s)
 
-    def delay_s(self, attempt_number: int) -> float:
-        """Exponential backoff, capped; jitter spreads workers that failed together."""
-        delay = min(self.max_delay_s, self.base_delay_s * 2 ** max(0, attempt_number - 1))
+    def delay_s(self, retries_so_far: int) -> float:
+        """Exponential backoff, capped; jitter spreads jobs that failed together."""
+        delay = min(self.max_delay_s, self.base_delay_s * 2**retries_so_far)
         if self.jitter:
             delay *= 0.5 + random.random() / 2  # noqa: S311 - timing jitter, not security
         return delay
 
-    def attempts(self, *, forever: bool = False) -> Iterator[Attempt]:
-        counter = itertools.count(1) if forever else range(1, self.max_attempts + 1)
-        for number in counter:
-            yield Attempt(number, self.delay_s(number), is_last=not forever and number == self.max_attempts)
+    def after_failure(self, retries_so_far: int, now: datetime) -> RetryDecision:
+        """What to do after a retryable failure of a job that was already retried ``retries_so_far`` times."""
+        if retries_so_far >= self.max_retries:
+            return RetryDecision(None)
+        return RetryDecision(now + timedelta(seconds=self.delay_s(retries_so_far)))

@@ -28,7 +28,7 @@ from summarizer import (
 from summarizer.abstractive import Seq2SeqSummarizer
 from summarizer.cli import evaluate, summarize_files
 from summarizer.extractive import ExtractiveSummarizer
-from tests.conftest_summarizer import TINY_CONTEXT_TOKENS, build_tiny_seq2seq, corpus_words
+from tests.fixtures.models import TINY_CONTEXT_TOKENS, build_tiny_seq2seq, corpus_words
 
 pytestmark = pytest.mark.slow
 

@@ -169,6 +169,34 @@ def test_keys_enforce_auth_and_isolate_tenants(settings: Settings, auth_clock: F
     engine.dispose()
 
 
+def test_revoking_every_key_closes_the_api_instead_of_opening_it(
+    settings: Settings, auth_clock: FakeClock
+) -> None:
+    engine = make_engine(settings.database)
+    only = create_key(engine, "acme")
+    with running_gateway(settings) as client:
+        as_acme = {"Authorization": f"Bearer {only.key}"}
+        assert client.get("/v1/summaries", headers=as_acme).status_code == 200
+        revoke_key(engine, only.id)
+        auth_clock.advance(61)
+        assert_error(client.get("/v1/summaries"), 401, "unauthorized")
+        assert_error(client.post("/v1/summaries", json={"text": SHORT}), 401, "unauthorized")
+        assert_error(client.get("/v1/summaries", headers=as_acme), 401, "unauthorized")
+    # A restart does not reopen it either.
+    with running_gateway(settings) as client:
+        assert_error(client.get("/v1/summaries"), 401, "unauthorized")
+    engine.dispose()
+
+
+def test_off_loopback_there_is_no_open_mode(sqlite_url: str) -> None:
+    settings = make_settings(sqlite_url, CONDENSE_GATEWAY__HOST="0.0.0.0")
+    engine = make_engine(settings.database)
+    revoke_key(engine, create_key(engine, "acme").id)
+    with running_gateway(settings) as client:
+        assert_error(client.get("/v1/summaries"), 401, "unauthorized")
+    engine.dispose()
+
+
 def test_gateway_refuses_to_start_off_loopback_without_keys(sqlite_url: str) -> None:
     settings = make_settings(sqlite_url, CONDENSE_GATEWAY__HOST="0.0.0.0")
     app = create_app(settings, summarizer_factory=lambda _settings: FakeSummarizer())

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from schema.errors import ConfigError
+from common.errors import ConfigError
 from schema.settings import Settings, load_settings
 
 

@@ -12,12 +12,12 @@ from typing import IO, Literal
 
 import pytest
 
-from gateway.errors import GatewayPermanentError
+from gateway.errors import status_for
 from gateway.uploads import (
     Document,
     UploadError,
     UploadFile,
-    UploadTooLarge,
+    UploadTooLargeError,
     html_to_text,
     parse_upload,
 )
@@ -181,13 +181,15 @@ def test_mixed_upload_keeps_upload_order() -> None:
 # --- what is refused ---------------------------------------------------------------------------------
 
 
-def test_errors_are_gateway_permanent_errors_with_codes() -> None:
-    assert issubclass(UploadError, GatewayPermanentError)
-    assert (UploadError.http_status, UploadError.code) == (422, "invalid_upload")
-    assert issubclass(UploadTooLarge, UploadError)
-    assert (UploadTooLarge.http_status, UploadTooLarge.code) == (413, "upload_too_large")
+def test_refusals_answer_422_or_413() -> None:
     error = refused(UploadFile("tool.exe", b"MZ"))
-    assert error.to_dict()["error"]["code"] == "invalid_upload"
+    assert (error.code, status_for(error)) == ("invalid_upload", 422)
+    too_large = refused(
+        UploadFile("long.txt", b"x" * 11),
+        limits=BatchUploadSettings(max_file_bytes=10),
+        error=UploadTooLargeError,
+    )
+    assert (too_large.code, status_for(too_large)) == ("upload_too_large", 413)
 
 
 def test_unsupported_extension() -> None:
@@ -335,7 +337,7 @@ def test_zip_bomb_fails_fast_under_a_small_limit(inflation: Inflation) -> None:
     bomb = make_zip([("bomb.txt", b"a" * 50_000_000)], level=9)
     assert len(bomb) < 100_000
     limits = BatchUploadSettings(max_file_bytes=1_000_000, max_total_bytes=5_000_000)
-    error = refused(UploadFile("bomb.zip", bomb), limits=limits, error=UploadTooLarge)
+    error = refused(UploadFile("bomb.zip", bomb), limits=limits, error=UploadTooLargeError)
     assert error.message.startswith("bomb.zip: bomb.txt: ")
     assert inflation.bytes < 1_100_000
 
@@ -364,12 +366,12 @@ def test_zip_bomb_counting_does_not_trust_the_header(inflation: Inflation) -> No
     archive = make_zip([("big.txt", b"c" * 3_000_000)], level=1)
     inflation.serve_lying_headers(file_size=10, compress_size=100_000)
     limits = BatchUploadSettings(max_file_bytes=1_000_000)
-    error = refused(UploadFile("count.zip", archive), limits=limits, error=UploadTooLarge)
+    error = refused(UploadFile("count.zip", archive), limits=limits, error=UploadTooLargeError)
     assert error.message == "count.zip: big.txt: document is larger than the limit of 1000000 bytes"
     assert inflation.bytes < 1_100_000, "kept inflating past the limit"
     inflation.bytes = 0
     limits = BatchUploadSettings(max_total_bytes=2_000_000)
-    error = refused(UploadFile("count.zip", archive), limits=limits, error=UploadTooLarge)
+    error = refused(UploadFile("count.zip", archive), limits=limits, error=UploadTooLargeError)
     assert error.message.startswith("count.zip: big.txt: upload is larger than the limit of 2000000 bytes")
     assert inflation.bytes < 2_100_000, "kept inflating past the limit"
 
@@ -378,7 +380,7 @@ def test_zip_bomb_ratio_with_lying_header(inflation: Inflation) -> None:
     # Within every byte limit and announcing a harmless size, yet inflating 1000:1.
     archive = make_zip([("ratio.txt", b"r" * 9_000_000)], level=9)
     inflation.serve_lying_headers(file_size=10, compress_size=10_000)
-    error = refused(UploadFile("ratio.zip", archive), error=UploadTooLarge)
+    error = refused(UploadFile("ratio.zip", archive), error=UploadTooLargeError)
     assert error.message == "ratio.zip: ratio.txt: compression ratio over 200:1, refused as a zip bomb"
     assert inflation.bytes < 2_100_000
 
@@ -386,7 +388,7 @@ def test_zip_bomb_ratio_with_lying_header(inflation: Inflation) -> None:
 def test_zip_bomb_ratio_under_generous_limits(inflation: Inflation) -> None:
     # Within every byte limit, yet announcing 1000:1: refused from the header, nothing inflated.
     bomb = make_zip([("ratio.txt", b"b" * 9_000_000)], level=9)
-    error = refused(UploadFile("ratio.zip", bomb), error=UploadTooLarge)
+    error = refused(UploadFile("ratio.zip", bomb), error=UploadTooLargeError)
     assert error.message == "ratio.zip: ratio.txt: compression ratio over 200:1, refused as a zip bomb"
     assert inflation.bytes == 0
 
@@ -394,34 +396,37 @@ def test_zip_bomb_ratio_under_generous_limits(inflation: Inflation) -> None:
 def test_total_limit_across_members() -> None:
     archive = make_zip([(f"{i}.txt", bytes([65 + i]) * 400) for i in range(5)])
     limits = BatchUploadSettings(max_file_bytes=1_000, max_total_bytes=1_000)
-    error = refused(UploadFile("big.zip", archive), limits=limits, error=UploadTooLarge)
+    error = refused(UploadFile("big.zip", archive), limits=limits, error=UploadTooLargeError)
     assert error.message == "big.zip: 2.txt: upload is larger than the limit of 1000 bytes (unpacked)"
 
 
 def test_total_limit_across_files() -> None:
     limits = BatchUploadSettings(max_file_bytes=100, max_total_bytes=150)
     error = refused(
-        UploadFile("a.txt", b"a" * 100), UploadFile("b.txt", b"b" * 100), limits=limits, error=UploadTooLarge
+        UploadFile("a.txt", b"a" * 100),
+        UploadFile("b.txt", b"b" * 100),
+        limits=limits,
+        error=UploadTooLargeError,
     )
     assert error.message.startswith("b.txt: upload is larger than the limit of 150 bytes")
 
 
 def test_document_over_file_limit() -> None:
     limits = BatchUploadSettings(max_file_bytes=10)
-    error = refused(UploadFile("long.txt", b"x" * 11), limits=limits, error=UploadTooLarge)
+    error = refused(UploadFile("long.txt", b"x" * 11), limits=limits, error=UploadTooLargeError)
     assert error.message == "long.txt: document is larger than the limit of 10 bytes"
     jsonl = b'{"custom_id": "ok", "text": "short"}\n{"custom_id": "long", "text": "xxxxxxxxxxx"}\n'
-    error = refused(UploadFile("docs.jsonl", jsonl), limits=limits, error=UploadTooLarge)
+    error = refused(UploadFile("docs.jsonl", jsonl), limits=limits, error=UploadTooLargeError)
     assert error.message.startswith("docs.jsonl line 2: ")
 
 
 def test_too_many_files() -> None:
     limits = BatchUploadSettings(max_files=3)
     files = [UploadFile(f"{i}.txt", b"text") for i in range(4)]
-    error = refused(*files, limits=limits, error=UploadTooLarge)
+    error = refused(*files, limits=limits, error=UploadTooLargeError)
     assert error.message == "3.txt: more than 3 documents in one upload"
     archive = make_zip((f"{i}.txt", b"text") for i in range(4))
-    error = refused(UploadFile("many.zip", archive), limits=limits, error=UploadTooLarge)
+    error = refused(UploadFile("many.zip", archive), limits=limits, error=UploadTooLargeError)
     assert error.message == "many.zip: more than 3 documents in one upload"
 
 

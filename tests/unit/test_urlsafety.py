@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 
-from schema.errors import PermanentError
-from schema.urlsafety import (
+from common.urlsafety import (
     HostResolutionError,
     UnsafeUrlError,
     check_webhook_url,
@@ -73,9 +72,8 @@ def test_classify(address: str, kind: str) -> None:
 def test_internal_addresses_are_refused(url: str) -> None:
     with pytest.raises(UnsafeUrlError) as caught:
         check_webhook_url(url, **STRICT)
-    assert isinstance(caught.value, PermanentError)
     assert caught.value.code == "invalid_webhook_url"
-    assert caught.value.http_status == 422
+    assert caught.value.retryable is False
 
 
 @pytest.mark.parametrize(

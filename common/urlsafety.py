@@ -15,7 +15,7 @@ import socket
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
-from schema.errors import PermanentError
+from common.errors import CondenseError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -24,11 +24,10 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _SHARED_ADDRESS_SPACE = ipaddress.ip_network("100.64.0.0/10")
 
 
-class UnsafeUrlError(PermanentError):
+class UnsafeUrlError(CondenseError):
     """The webhook URL may not be called (scheme, host or the addresses it resolves to)."""
 
     code = "invalid_webhook_url"
-    http_status = 422
 
 
 class HostResolutionError(UnsafeUrlError):

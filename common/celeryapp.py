@@ -7,31 +7,22 @@ never by import.
 
 from __future__ import annotations
 
-from celery import Celery
+from pathlib import Path
 
-from schema.db import is_sqlite
-from schema.settings import Settings
+from celery import Celery
+from sqlalchemy.engine import make_url
 
 DELIVER_NOTIFICATION = "condense.notifier.deliver"
 SWEEP_NOTIFICATIONS = "condense.notifier.sweep"
 NOTIFY_QUEUE = "condense.notify"
 
 
-def _sqla_broker_url(url: str) -> str:
-    return url if url.startswith("sqla+") else f"sqla+{url}"
-
-
-def make_celery(settings: Settings, name: str) -> Celery:
-    broker_url = settings.celery.broker_url
-    if broker_url.startswith("sqla+sqlite") or (broker_url.startswith("sqla+") and is_sqlite(broker_url[5:])):
-        from pathlib import Path
-
-        from sqlalchemy.engine import make_url
-
+def make_celery(broker_url: str, name: str) -> Celery:
+    """A Celery app on ``broker_url`` (``celery.broker_url`` of the settings)."""
+    if broker_url.startswith("sqla+") and make_url(broker_url[5:]).get_backend_name() == "sqlite":
         database = make_url(broker_url[5:]).database
         if database:
             Path(database).parent.mkdir(parents=True, exist_ok=True)
-        broker_url = _sqla_broker_url(broker_url)
     app = Celery(name, broker=broker_url, set_as_current=False)
     # kombu's SQLAlchemy transport hands transport options to create_engine(), which refuses
     # polling_interval; other brokers get a short poll so nudges arrive quickly.

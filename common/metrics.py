@@ -1,7 +1,7 @@
 """Prometheus metrics shared by every component, so the dashboards see one set of names.
 
 Each process exposes its own registry: the gateway at ``/metrics`` on its HTTP port, the relay,
-workers and the notifier on ``metrics_port`` (see :mod:`schema.opsserver`).
+workers and the notifier on ``metrics_port`` (see :mod:`common.opsserver`).
 """
 
 from __future__ import annotations

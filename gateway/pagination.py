@@ -1,0 +1,27 @@
+"""Opaque cursors for newest-first pages: the last id of a page, base64url-encoded."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+
+from gateway.errors import InvalidRequestError
+
+# Ids are UUIDs; anything else decoded from a cursor was not made by this API.
+_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def encode_cursor(row_id: str) -> str:
+    return base64.urlsafe_b64encode(row_id.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> str:
+    try:
+        # ValueError covers a cursor that is not ASCII; binascii.Error one that is not base64.
+        decoded = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidRequestError("cursor: not a cursor returned by this API") from exc
+    if not _ID.fullmatch(decoded):
+        raise InvalidRequestError("cursor: not a cursor returned by this API")
+    return decoded

@@ -1,0 +1,165 @@
+"""Batch uploads: created with all their jobs in one transaction, closed once when the last ends."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, func, select, update
+
+from schema.models import JobStatus, batches_table, jobs_table, new_id, utcnow
+from schema.store.errors import BatchFinishedError, NotFoundError
+from schema.store.events import BATCH_COMPLETED, record_batch_event
+from schema.store.jobs import FINAL_VALUES, OPEN_STATUSES, insert_jobs
+from schema.store.records import BatchCounts, BatchRecord, JobRecord
+
+_JOBS = jobs_table
+_BATCHES = batches_table
+_INSERT_CHUNK = 1_000
+
+
+class BatchStatus:
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    CANCELED = "canceled"
+
+
+@dataclass(frozen=True)
+class BatchClosed:
+    batch: BatchRecord
+    delivery_ids: list[str]
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """One ended document of a batch, as the results stream shows it."""
+
+    job_id: str
+    custom_id: str | None
+    status: str
+    summary: str | None
+    error_code: str | None
+    error_message: str | None
+
+
+def new_batch(*, tenant: str, total: int, **columns: Any) -> BatchRecord:
+    values: dict[str, Any] = {
+        "id": new_id(),
+        "tenant": tenant,
+        "status": BatchStatus.IN_PROGRESS,
+        "total": total,
+        "params": {},
+        "metadata": {},
+        "webhook_url": None,
+        "webhook_secret": None,
+        "email": None,
+        "cancel_requested": False,
+        "created_at": utcnow(),
+        "finished_at": None,
+    }
+    values.update(columns)
+    return BatchRecord(**values)
+
+
+def create(
+    conn: Connection, batch: BatchRecord, jobs: Sequence[JobRecord], *, topic_for: Mapping[str, str]
+) -> None:
+    """The batch and every one of its jobs (with outbox rows), or nothing."""
+    conn.execute(_BATCHES.insert(), [batch.as_row()])
+    for start in range(0, len(jobs), _INSERT_CHUNK):
+        insert_jobs(conn, jobs[start : start + _INSERT_CHUNK], topic_for=topic_for)
+
+
+def get(conn: Connection, batch_id: str, *, tenant: str | None = None) -> BatchRecord:
+    query = select(_BATCHES).where(_BATCHES.c.id == batch_id)
+    if tenant is not None:
+        query = query.where(_BATCHES.c.tenant == tenant)
+    row = conn.execute(query).mappings().one_or_none()
+    if row is None:
+        raise NotFoundError(f"no batch with id {batch_id}")
+    return BatchRecord.from_row(row)
+
+
+def counts(conn: Connection, batch_id: str) -> BatchCounts:
+    rows = conn.execute(
+        select(_JOBS.c.status, func.count()).where(_JOBS.c.batch_id == batch_id).group_by(_JOBS.c.status)
+    ).all()
+    return BatchCounts(**{str(status): int(count) for status, count in rows})
+
+
+def list_page(
+    conn: Connection, tenant: str, *, before_id: str | None, limit: int
+) -> list[tuple[BatchRecord, BatchCounts]]:
+    query = select(_BATCHES).where(_BATCHES.c.tenant == tenant)
+    if before_id is not None:
+        query = query.where(_BATCHES.c.id < before_id)
+    rows = conn.execute(query.order_by(_BATCHES.c.id.desc()).limit(limit)).mappings().all()
+    return [(BatchRecord.from_row(row), counts(conn, row["id"])) for row in rows]
+
+
+def results_page(conn: Connection, batch_id: str, *, after_id: str, limit: int) -> list[BatchResult]:
+    """Ended documents of a batch in id order, after ``after_id`` (``""`` for the first page)."""
+    rows = conn.execute(
+        select(
+            _JOBS.c.id,
+            _JOBS.c.custom_id,
+            _JOBS.c.status,
+            _JOBS.c.summary,
+            _JOBS.c.error_code,
+            _JOBS.c.error_message,
+        )
+        .where(_JOBS.c.batch_id == batch_id, _JOBS.c.id > after_id, _JOBS.c.status.in_(FINAL_VALUES))
+        .order_by(_JOBS.c.id)
+        .limit(limit)
+    ).all()
+    return [BatchResult(*row) for row in rows]
+
+
+def complete_if_done(conn: Connection, batch_id: str) -> BatchClosed | None:
+    """Close a batch whose documents have all ended, and record ``batch.completed`` once.
+
+    Called by whoever ended the last documents; the guarded UPDATE makes the event fire once even
+    when two workers end a batch's last documents at the same moment.
+    """
+    open_jobs = conn.execute(
+        select(func.count()).where(_JOBS.c.batch_id == batch_id, _JOBS.c.status.in_(OPEN_STATUSES))
+    ).scalar_one()
+    if open_jobs:
+        return None
+    row = conn.execute(select(_BATCHES).where(_BATCHES.c.id == batch_id)).mappings().one_or_none()
+    if row is None or row["status"] != BatchStatus.IN_PROGRESS:
+        return None
+    final_status = BatchStatus.CANCELED if row["cancel_requested"] else BatchStatus.COMPLETED
+    result = conn.execute(
+        update(_BATCHES)
+        .where(_BATCHES.c.id == batch_id, _BATCHES.c.status == BatchStatus.IN_PROGRESS)
+        .values(status=final_status, finished_at=utcnow())
+    )
+    if result.rowcount == 0:
+        return None
+    batch = get(conn, batch_id)
+    return BatchClosed(batch, record_batch_event(conn, batch, BATCH_COMPLETED))
+
+
+def cancel(conn: Connection, batch_id: str, *, tenant: str) -> BatchRecord:
+    """Queued documents end now; running ones finish, as the batch APIs users know do it."""
+    batch = get(conn, batch_id, tenant=tenant)
+    if batch.status != BatchStatus.IN_PROGRESS:
+        raise BatchFinishedError(f"batch {batch_id} already {batch.status}")
+    now = utcnow()
+    conn.execute(update(_BATCHES).where(_BATCHES.c.id == batch_id).values(cancel_requested=True))
+    conn.execute(
+        update(_JOBS)
+        .where(_JOBS.c.batch_id == batch_id, _JOBS.c.status == JobStatus.QUEUED.value)
+        .values(
+            status=JobStatus.CANCELED.value,
+            error_code="canceled",
+            error_message="the batch was canceled",
+            retry_at=None,
+            finished_at=now,
+            updated_at=now,
+        )
+    )
+    complete_if_done(conn, batch_id)
+    return get(conn, batch_id)
