@@ -29,13 +29,6 @@ TOPIC_FOR = {"interactive": "jobs", "bulk": "jobs.bulk"}
 
 
 @pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    engine = make_engine(DatabaseSettings(url=db_url))
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
 def pg_engine(pg_url: str) -> Iterator[Engine]:
     engine = make_engine(DatabaseSettings(url=pg_url))
     yield engine

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import Engine, delete, insert, select
 
-from schema.db import make_engine
 from schema.models import DeliveryStatus, attempts_table, batches_table, jobs_table, utcnow
-from schema.settings import DatabaseSettings
 from schema.store import deliveries
 from schema.store.batches import new_batch
 from schema.store.deliveries import DeliveryClaim
@@ -26,15 +23,6 @@ from schema.store.records import AttemptRecord, BatchRecord, DeliveryRecord, Job
 from tests.builders import job_values
 
 LEASE = timedelta(seconds=30)
-
-
-@pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    engine = make_engine(DatabaseSettings(url=db_url))
-    try:
-        yield engine
-    finally:
-        engine.dispose()
 
 
 def add_job(engine: Engine, **columns: object) -> JobRecord:
