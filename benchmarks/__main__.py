@@ -11,19 +11,21 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from benchmarks import engine, pipeline, submit, sync
+from benchmarks import engine, idle, pipeline, submit, sync
 
 QUICK: dict[str, list[str]] = {
     "engine": ["--quick"],
     "submit": ["--duration-s", "5"],
     "sync": ["--duration-s", "5", "--requests-c1", "100"],
     "pipeline": ["--docs", "100"],
+    "idle": ["--duration-s", "10"],
 }
 SUITES: dict[str, Callable[[list[str]], object]] = {
     "engine": engine.main,
     "submit": submit.main,
     "sync": sync.main,
     "pipeline": pipeline.main,
+    "idle": idle.main,
 }
 
 

@@ -1,7 +1,7 @@
 """``/metrics``, ``/healthz`` and ``/readyz`` for processes that serve no HTTP of their own.
 
-Workers and the notifier run this on ``metrics_port`` in a daemon thread, so Kubernetes probes and
-Prometheus reach them the same way they reach the gateway.
+Workers, the relay and the notifier run this on ``metrics_host:metrics_port`` in a daemon thread,
+so Kubernetes probes and Prometheus reach them the same way they reach the gateway.
 """
 
 from __future__ import annotations
@@ -53,20 +53,24 @@ def _handler(readiness: ReadinessCheck) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-# Exporters listen on every interface by convention: Prometheus and probes come from outside the pod.
-ALL_INTERFACES = "0.0.0.0"  # noqa: S104
+LOOPBACK = "127.0.0.1"
 
 
 def start_ops_server(
-    port: int, readiness: ReadinessCheck, host: str = ALL_INTERFACES
+    port: int, readiness: ReadinessCheck, host: str = LOOPBACK
 ) -> ThreadingHTTPServer | None:
-    """Serve in a daemon thread; port 0 disables it. A port already taken is logged, not fatal."""
+    """Serve in a daemon thread; port 0 disables it. A port already taken is logged, not fatal.
+
+    Loopback unless told otherwise: /metrics of a process on a laptop or a shared host is nobody
+    else's business. In a pod or a container, where Prometheus and probes come from outside, the
+    deployment sets ``metrics_host: 0.0.0.0``.
+    """
     if port == 0:
         return None
     try:
         server = ThreadingHTTPServer((host, port), _handler(readiness))
     except OSError as exc:
-        log.warning("metrics/health server not started on port %d: %s", port, exc)
+        log.warning("metrics/health server not started on %s:%d: %s", host, port, exc)
         return None
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="ops-server", daemon=True).start()

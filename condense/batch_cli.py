@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -24,8 +25,12 @@ def _base_url(settings: Settings, args: argparse.Namespace) -> str:
     return f"http://{host}:{settings.gateway.port}"
 
 
+def _api_key(args: argparse.Namespace) -> str | None:
+    return args.api_key or os.environ.get("CONDENSE_API_KEY") or None
+
+
 def _client(settings: Settings, args: argparse.Namespace) -> httpx.Client:
-    key = args.api_key or os.environ.get("CONDENSE_API_KEY")
+    key = _api_key(args)
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     return httpx.Client(base_url=_base_url(settings, args), headers=headers, timeout=300)
 
@@ -44,13 +49,34 @@ def collect_files(paths: list[str]) -> list[Path]:
     return found
 
 
-def _fail(response: httpx.Response) -> int:
+def _fail(response: httpx.Response, api_key: str | None = None) -> int:
     try:
         error = response.json()["error"]
         print(f"condense: {error['code']}: {error['message']}", file=sys.stderr)
     except (ValueError, KeyError, TypeError):
         print(f"condense: HTTP {response.status_code}: {response.text[:500]}", file=sys.stderr)
+    hint = failure_hint(response.status_code, api_key)
+    if hint:
+        print(hint, file=sys.stderr)
     return 1
+
+
+def failure_hint(status: int, api_key: str | None) -> str | None:
+    """What to do about an answer a newcomer is likely to meet, or None."""
+    if status == 401 and not api_key:
+        return (
+            "hint: this gateway needs an API key. Pass --api-key KEY or set CONDENSE_API_KEY=KEY;\n"
+            "      `condense keys create --tenant NAME` makes one."
+        )
+    if status == 401:
+        return "hint: the gateway refused this API key (revoked, mistyped, or made for another database?)."
+    if status == 404 and api_key:
+        return (
+            "hint: each key sees only its tenant's batches. Those uploaded before the first key was\n"
+            "      created belong to tenant 'default': read them with a key from\n"
+            "      `condense keys create --tenant default`."
+        )
+    return None
 
 
 def _wait(client: httpx.Client, batch: dict[str, Any], poll_s: float) -> dict[str, Any]:
@@ -91,7 +117,7 @@ def submit(settings: Settings, args: argparse.Namespace) -> int:
         uploads = [("files", (path.name, path.read_bytes())) for path in files]
         response = client.post("/v1/batches", files=uploads, data=form)
         if response.status_code != 202:
-            return _fail(response)
+            return _fail(response, _api_key(args))
         batch = response.json()
         print(batch["id"])
         if args.wait:
@@ -110,9 +136,35 @@ def status(settings: Settings, args: argparse.Namespace) -> int:
     with _client(settings, args) as client:
         response = client.get(f"/v1/batches/{args.batch_id}")
         if response.status_code != 200:
-            return _fail(response)
-        print(response.text)
+            return _fail(response, _api_key(args))
+        print(response.text if args.json else describe_batch(response.json()))
     return 0
+
+
+_BAR_WIDTH = 30
+
+
+def describe_batch(batch: dict[str, Any]) -> str:
+    """A batch as a person reads it: status, a progress bar, the counts."""
+    counts = batch["counts"]
+    total = counts["total"]
+    done = counts["succeeded"] + counts["failed"] + counts["canceled"]
+    share = done / total if total else 1.0
+    filled = round(share * _BAR_WIDTH)
+    status = batch["status"].replace("_", " ")
+    lines = [
+        f"batch     {batch['id']}",
+        f"status    {status}",
+        f"progress  [{'#' * filled}{'.' * (_BAR_WIDTH - filled)}] {share:.0%}  {done} of {total} documents done",
+        f"          {counts['succeeded']} succeeded, {counts['failed']} failed, {counts['canceled']} canceled,"
+        f" {counts['running']} running, {counts['queued']} queued",
+        f"created   {batch['created_at']}",
+    ]
+    if batch.get("finished_at"):
+        lines.append(f"finished  {batch['finished_at']}")
+    if batch.get("metadata"):
+        lines.append(f"metadata  {json.dumps(batch['metadata'], ensure_ascii=False)}")
+    return "\n".join(lines)
 
 
 def results(settings: Settings, args: argparse.Namespace) -> int:
@@ -122,7 +174,7 @@ def results(settings: Settings, args: argparse.Namespace) -> int:
     ):
         if response.status_code != 200:
             response.read()
-            return _fail(response)
+            return _fail(response, _api_key(args))
         out = Path(args.output).open("w", encoding="utf-8") if args.output else sys.stdout
         try:
             for line in response.iter_lines():
@@ -155,6 +207,7 @@ def add_arguments(commands: argparse._SubParsersAction[Any]) -> None:
 
     status_parser = sub.add_parser("status", help="counts and progress of a batch")
     status_parser.add_argument("batch_id")
+    status_parser.add_argument("--json", action="store_true", help="print the API's JSON, for scripts")
     client_options(status_parser)
     status_parser.set_defaults(handler=status)
 

@@ -8,17 +8,23 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 
 from common.errors import ConfigError
-from schema.settings import Settings, load_settings
+from schema.settings import CONFIG_ENV_VAR, Settings, load_settings
 
 Handler = Callable[[Settings, argparse.Namespace], int]
 
 
-def _config_show(settings: Settings, _args: argparse.Namespace) -> int:
-    print(json.dumps(settings.masked(), indent=2))
+def _config_show(settings: Settings, args: argparse.Namespace) -> int:
+    if args.json:
+        print(json.dumps(settings.masked(), indent=2))
+        return 0
+    from condense.configshow import render
+
+    print(render(settings, args.config or os.environ.get(CONFIG_ENV_VAR) or None, os.environ))
     return 0
 
 
@@ -52,9 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
     config = commands.add_parser("config", help="inspect the settings").add_subparsers(
         dest="sub", required=True
     )
-    config.add_parser("show", help="print the effective settings, secrets masked").set_defaults(
-        handler=_config_show
+    show = config.add_parser(
+        "show", help="print the effective settings (secrets masked) and where each value came from"
     )
+    show.add_argument("--json", action="store_true", help="the settings alone, as JSON, for scripts")
+    show.set_defaults(handler=_config_show)
 
     db = commands.add_parser("db", help="database migrations").add_subparsers(dest="sub", required=True)
     up = db.add_parser("upgrade", help="migrate to a revision (default: head)")

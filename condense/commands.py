@@ -52,15 +52,49 @@ def _notifier(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def _keys_create(settings: Settings, args: argparse.Namespace) -> int:
-    from gateway.auth import create_key
+    from gateway.auth import OPEN_TENANT, create_key, list_keys
     from schema.db import make_engine
 
-    created = create_key(make_engine(settings.database), args.tenant, args.name)
+    engine = make_engine(settings.database)
+    first = not list_keys(engine)
+    created = create_key(engine, args.tenant, args.name)
     print(f"key id:  {created.id}")
     print(f"tenant:  {created.tenant}")
     print(f"api key: {created.key}")
     print("Store the key now: only its hash is kept.")
+    print()
+    print(key_usage(created.key, gateway_url(settings)))
+    if first:
+        print()
+        print("This is the first key: from now on every /v1 request needs one (the open mode has ended).")
+        if created.tenant != OPEN_TENANT:
+            print(
+                f"Jobs and batches created before it belong to tenant '{OPEN_TENANT}'; to read them, "
+                f"create a key for that tenant: condense keys create --tenant {OPEN_TENANT}"
+            )
     return 0
+
+
+def gateway_url(settings: Settings) -> str:
+    """The gateway's address as a client on this machine reaches it."""
+    host = settings.gateway.host
+    if host in ("0.0.0.0", "::", ""):  # noqa: S104 - a bind address, turned into a client's
+        host = "127.0.0.1"
+    return f"http://{host}:{settings.gateway.port}"
+
+
+def key_usage(key: str, base_url: str) -> str:
+    """How to use ``key`` over HTTP and with the ``condense`` client commands."""
+    return "\n".join(
+        [
+            "Use it:",
+            f"  HTTP   Authorization: Bearer {key}",
+            f"         curl -s {base_url}/v1/summaries -H 'Authorization: Bearer {key}' \\",
+            "              -H 'content-type: application/json' -d '{\"text\": \"...\"}'",
+            f"  CLI    export CONDENSE_API_KEY={key}",
+            "         (or pass --api-key to condense batch submit / status / results)",
+        ]
+    )
 
 
 def _keys_list(settings: Settings, _args: argparse.Namespace) -> int:

@@ -7,12 +7,14 @@ handling for the GIL.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
 from datetime import datetime
+from pathlib import Path
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, make_url
 
 from common.metrics import OUTBOX_PENDING
 from common.opsserver import start_ops_server
@@ -25,9 +27,58 @@ from schema.settings import Settings
 log = logging.getLogger(__name__)
 
 _IDLE_SLEEP_MIN_S = 0.005
+# An empty round doubles the wait before the next, up to this. Where the database can be watched
+# (a SQLite file) a commit ends the wait early, so a long one costs no latency; elsewhere
+# (PostgreSQL) the cap is also the worst delay a job's publication sees after an idle spell.
 _IDLE_SLEEP_MAX_S = 0.1
+_WATCHED_IDLE_SLEEP_MAX_S = 1.0
+# How often a watched file is looked at while idle: a stat() or two, nothing that wakes the database.
+_WATCH_INTERVAL_S = 0.1
 _BACKOFF_MIN_S = 0.5
 _BACKOFF_MAX_S = 10.0
+
+Signature = tuple[tuple[int, int] | None, ...]
+
+
+class SqliteWatch:
+    """Tells, for the price of a stat(), whether anything was committed to a SQLite database.
+
+    In WAL mode every commit writes the ``-wal`` file and a checkpoint writes the database file;
+    reads write neither. So the size and modification time of the two change exactly when some
+    connection, in any process, has committed since the last look.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.paths = (path, path.with_name(path.name + "-wal"))
+
+    @classmethod
+    def for_url(cls, url: str) -> SqliteWatch | None:
+        """A watch for a SQLite file database; None for anything else (PostgreSQL, :memory:)."""
+        parsed = make_url(url)
+        if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+            return None
+        return cls(Path(parsed.database).resolve())
+
+    def signature(self) -> Signature:
+        marks: list[tuple[int, int] | None] = []
+        for path in self.paths:
+            try:
+                stat = os.stat(path)
+            except OSError:
+                marks.append(None)
+            else:
+                marks.append((stat.st_mtime_ns, stat.st_size))
+        return tuple(marks)
+
+    def wait(self, seen: Signature, stop: threading.Event, timeout_s: float) -> bool:
+        """Wait up to ``timeout_s`` for a commit after ``seen``; True when one came."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if self.signature() != seen:
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or stop.wait(min(_WATCH_INTERVAL_S, remaining)):
+                return False
 
 
 class Relay:
@@ -38,6 +89,7 @@ class Relay:
         self.engine = engine or make_engine(settings.database)
         self.publisher = OutboxPublisher(settings, self.engine)
         self.sweeper = Sweeper(settings, self.engine)
+        self.watch = SqliteWatch.for_url(settings.database.url)
         # Why the last round failed (exception type only), None while rounds succeed.
         self.last_error: str | None = None
 
@@ -55,8 +107,12 @@ class Relay:
         sweep_interval_s = self.settings.relay.sweep_interval_s
         last_sweep = float("-inf")
         idle_sleep = _IDLE_SLEEP_MIN_S
+        idle_sleep_max = _IDLE_SLEEP_MAX_S if self.watch is None else _WATCHED_IDLE_SLEEP_MAX_S
         backoff = _BACKOFF_MIN_S
         while not stop.is_set():
+            # Taken before the round reads the outbox, so a job committed during the round is
+            # noticed by the wait below rather than missed until it times out.
+            seen = self.watch.signature() if self.watch is not None else ()
             try:
                 if time.monotonic() - last_sweep >= sweep_interval_s:
                     last_sweep = time.monotonic()
@@ -73,11 +129,19 @@ class Relay:
                 backoff = min(backoff * 2, _BACKOFF_MAX_S)
                 continue
             if count == 0:
-                stop.wait(idle_sleep)
-                idle_sleep = min(idle_sleep * 2, _IDLE_SLEEP_MAX_S)
+                if self.watch is None:
+                    stop.wait(min(idle_sleep, self._until_sweep(last_sweep)))
+                elif self.watch.wait(seen, stop, min(idle_sleep, self._until_sweep(last_sweep))):
+                    # Something was committed: most likely a new job. Look at once, and soon again.
+                    idle_sleep = _IDLE_SLEEP_MIN_S
+                    continue
+                idle_sleep = min(idle_sleep * 2, idle_sleep_max)
             else:
                 idle_sleep = _IDLE_SLEEP_MIN_S
         self.publisher.drop_producer()
+
+    def _until_sweep(self, last_sweep: float) -> float:
+        return max(0.0, last_sweep + self.settings.relay.sweep_interval_s - time.monotonic())
 
     def readiness(self) -> dict[str, str]:
         error = self.last_error
@@ -96,7 +160,7 @@ def run(settings: Settings) -> int:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     relay = Relay(settings)
-    server = start_ops_server(settings.relay.metrics_port, relay.readiness)
+    server = start_ops_server(settings.relay.metrics_port, relay.readiness, settings.relay.metrics_host)
     log.info("relay publishing to %s", settings.kafka.bootstrap_servers)
     try:
         relay.run(stop)

@@ -6,8 +6,11 @@ variables on top) and passed down; nothing reads settings at import time.
 
 from __future__ import annotations
 
+import difflib
+import ipaddress
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -140,6 +143,11 @@ class WorkerSettings(_Section):
     metrics_port: int = Field(
         default=9101, ge=0, le=65535, description="Port of /metrics, /healthz, /readyz."
     )
+    metrics_host: str = Field(
+        default="127.0.0.1",
+        description="Bind address of the metrics/health server; 0.0.0.0 where Prometheus and probes "
+        "come from outside (a pod, a container).",
+    )
 
 
 class RelaySettings(_Section):
@@ -167,6 +175,11 @@ class RelaySettings(_Section):
     )
     metrics_port: int = Field(
         default=9103, ge=0, le=65535, description="Port of /metrics, /healthz, /readyz; 0 turns them off."
+    )
+    metrics_host: str = Field(
+        default="127.0.0.1",
+        description="Bind address of the metrics/health server; 0.0.0.0 where Prometheus and probes "
+        "come from outside (a pod, a container).",
     )
 
 
@@ -219,6 +232,11 @@ class NotifierSettings(_Section):
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
     metrics_port: int = Field(
         default=9102, ge=0, le=65535, description="Port of /metrics, /healthz, /readyz."
+    )
+    metrics_host: str = Field(
+        default="127.0.0.1",
+        description="Bind address of the metrics/health server; 0.0.0.0 where Prometheus and probes "
+        "come from outside (a pod, a container).",
     )
 
 
@@ -318,7 +336,7 @@ def load_settings(
     if path is None and env.get(CONFIG_ENV_VAR):
         path = env[CONFIG_ENV_VAR]
     file_data = _read_yaml(Path(path)) if path is not None else {}
-    _check_env_sections(env)
+    check_env_names(env)
     try:
         if environ is None:
             return Settings(**file_data)
@@ -336,16 +354,113 @@ def load_settings(
         raise ConfigError(_one_line(exc, path)) from exc
 
 
-def _check_env_sections(env: Mapping[str, str]) -> None:
-    # pydantic-settings silently ignores a variable whose section does not exist; a typo such as
-    # CONDENSE_DATABSE__URL would then leave the default in place without a word.
+def check_env_names(env: Mapping[str, str]) -> None:
+    """Refuse a ``CONDENSE_*`` variable that sets nothing, naming it and, if it can, its fix.
+
+    pydantic-settings silently ignores a variable that matches no field: a typo such as
+    CONDENSE_DATABSE__URL or CONDENSE_GATEWAY_PORT would leave the default in place without a word.
+    Kubernetes service links (see :func:`is_service_link`) are the one kind of stranger let through.
+    """
     known = set(Settings.model_fields)
-    for name in env:
+    for name, value in env.items():
         if not name.startswith("CONDENSE_") or name in NON_SETTING_ENV_VARS:
             continue
-        section = name.removeprefix("CONDENSE_").split("__", 1)[0].lower()
-        if section not in known:
-            raise ConfigError(f"invalid setting {name}: unknown section {section!r}")
+        rest = name.removeprefix("CONDENSE_")
+        section = rest.split("__", 1)[0].lower()
+        if "__" in rest:
+            if section not in known:
+                close = difflib.get_close_matches(section, known, n=1)
+                hint = (
+                    f"; did you mean CONDENSE_{close[0].upper()}__{rest.split('__', 1)[1]}?" if close else ""
+                )
+                raise ConfigError(f"invalid setting {name}: unknown section {section!r}{hint}")
+            continue
+        # A top-level key (CONDENSE_DATA_DIR) or a whole section given as JSON.
+        if section in known or is_service_link(name, value):
+            continue
+        guess = _guess_setting(rest)
+        raise ConfigError(
+            f"invalid setting {name}: not a CONDENSE_<SECTION>__<KEY> variable; "
+            f"did you mean {guess or 'CONDENSE_SECTION__KEY'}?"
+        )
+
+
+def _guess_setting(rest: str) -> str | None:
+    """The settings variable a single-underscore spelling most likely meant, if one fits exactly."""
+    words = rest.lower().split("_")
+
+    def walk(model: type[BaseModel], words: list[str]) -> list[str] | None:
+        for cut in range(1, len(words) + 1):
+            name = "_".join(words[:cut])
+            field = model.model_fields.get(name)
+            if field is None:
+                continue
+            remaining = words[cut:]
+            annotation = field.annotation
+            if not remaining:
+                return [name]
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                found = walk(annotation, remaining)
+                if found is not None:
+                    return [name, *found]
+        return None
+
+    path = walk(Settings, words)
+    return "CONDENSE_" + "__".join(part.upper() for part in path) if path else None
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_port(value: str) -> bool:
+    return value.isdigit() and 0 < int(value) <= 65_535
+
+
+_LINK_URL = re.compile(r"(?:tcp|udp|sctp)://(?:\[(?P<v6>[0-9a-fA-F:.]+)\]|(?P<v4>[0-9.]+)):(?P<port>\d+)")
+
+
+def _is_link_url(value: str) -> bool:
+    match = _LINK_URL.fullmatch(value)
+    return match is not None and _is_ip(match["v6"] or match["v4"]) and _is_port(match["port"])
+
+
+_PROTO = "(?:TCP|UDP|SCTP)"
+# What follows the Service's name in each variable kubelet writes, and the shape of its value.
+_SERVICE_LINK_SUFFIXES: tuple[tuple[re.Pattern[str], Callable[[str], bool]], ...] = (
+    (re.compile("SERVICE_HOST"), _is_ip),
+    (re.compile("SERVICE_PORT(?:_[A-Z0-9_]+)?"), _is_port),
+    (re.compile(rf"PORT(?:_\d+_{_PROTO})?"), _is_link_url),
+    (re.compile(rf"PORT_\d+_{_PROTO}_PROTO"), lambda value: value in {"tcp", "udp", "sctp"}),
+    (re.compile(rf"PORT_\d+_{_PROTO}_PORT"), _is_port),
+    (re.compile(rf"PORT_\d+_{_PROTO}_ADDR"), _is_ip),
+)
+
+
+def is_service_link(name: str, value: str) -> bool:
+    """Whether ``name=value`` is a Kubernetes service-link variable rather than a setting.
+
+    Kubernetes gives every pod variables for each Service that existed when it started (unless the
+    pod sets ``enableServiceLinks: false``): a Service named ``condense-gateway`` yields
+    ``CONDENSE_GATEWAY_SERVICE_HOST``, ``CONDENSE_GATEWAY_PORT=tcp://10.0.0.7:8000`` and more,
+    which share our prefix. Name and value must both fit, so that ``CONDENSE_GATEWAY_PORT=9000``
+    (a mistyped ``CONDENSE_GATEWAY__PORT``) is still refused.
+    """
+    if not name.startswith("CONDENSE_") or "__" in name:
+        return False
+    # The Service's name may hold underscores itself (dashes become underscores), and may be just
+    # "condense" (CONDENSE_SERVICE_HOST): every split into <service>_<suffix> is tried.
+    for index, char in enumerate(name):
+        if char != "_" or index < len("CONDENSE"):
+            continue
+        suffix = name[index + 1 :]
+        if any(pattern.fullmatch(suffix) and valid(value) for pattern, valid in _SERVICE_LINK_SUFFIXES):
+            return True
+    return False
 
 
 def _one_line(exc: ValidationError, path: str | os.PathLike[str] | None) -> str:

@@ -112,7 +112,7 @@ def create_celery_app(settings: Settings) -> Celery:
                     "db": database_status(consumer.executor.engine),
                 }
 
-            start_ops_server(settings.worker.metrics_port, readiness)
+            start_ops_server(settings.worker.metrics_port, readiness, settings.worker.metrics_host)
 
         def stop(self, worker: Any) -> None:
             self._stop.set()

@@ -253,10 +253,10 @@ SCALED_OBJECT_SCHEMA: dict[str, Any] = {
 }
 
 
-def _render(values: dict[str, Any]) -> list[dict[str, Any]]:
+def _render(values: dict[str, Any], release: str = "demo") -> list[dict[str, Any]]:
     helm = _need("helm_python")
     with helm.Chart.load(str(CHART)) as chart:
-        rendered = chart.render(values, name="demo", namespace="condense", is_install=True)
+        rendered = chart.render(values, name=release, namespace="condense", is_install=True)
     objects: list[dict[str, Any]] = []
     for path, text in sorted(rendered.items()):
         if not path.endswith((".yaml", ".yml")):
@@ -372,6 +372,55 @@ def test_pods_run_hardened(manifests: dict[str, list[dict[str, Any]]], variant: 
             assert context["capabilities"]["drop"] == ["ALL"]
             assert container["resources"]["requests"], f"{obj['metadata']['name']}: no resource requests"
             assert ":" in container["image"] and not container["image"].endswith(":latest")
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_pods_get_no_service_link_variables(manifests: dict[str, list[dict[str, Any]]], variant: str) -> None:
+    workloads = [o for o in manifests[variant] if o["kind"] in WORKLOAD_KINDS]
+    assert len(workloads) == 5
+    for obj in workloads:
+        assert _pod_spec(obj)["enableServiceLinks"] is False, obj["metadata"]["name"]
+
+
+def _service_link_env(service: dict[str, Any], cluster_ip: str) -> dict[str, str]:
+    """The variables kubelet gives a pod for ``service`` (pkg/kubelet/envvars, Docker-link style)."""
+    prefix = service["metadata"]["name"].upper().replace("-", "_")
+    ports = service["spec"]["ports"]
+    env = {f"{prefix}_SERVICE_HOST": cluster_ip, f"{prefix}_SERVICE_PORT": str(ports[0]["port"])}
+    host = f"[{cluster_ip}]" if ":" in cluster_ip else cluster_ip  # Go's net.JoinHostPort
+    for index, port in enumerate(ports):
+        proto = port.get("protocol", "TCP")
+        url = f"{proto.lower()}://{host}:{port['port']}"
+        if "name" in port:
+            env[f"{prefix}_SERVICE_PORT_{port['name'].upper().replace('-', '_')}"] = str(port["port"])
+        if index == 0:
+            env[f"{prefix}_PORT"] = url
+        base = f"{prefix}_PORT_{port['port']}_{proto}"
+        env |= {
+            base: url,
+            f"{base}_PROTO": proto.lower(),
+            f"{base}_PORT": str(port["port"]),
+            f"{base}_ADDR": cluster_ip,
+        }
+    return env
+
+
+@pytest.mark.parametrize("cluster_ip", ["10.96.4.12", "fd00:10:96::4c"])
+def test_settings_survive_the_service_links_of_a_release_named_condense(cluster_ip: str) -> None:
+    # `helm install condense ...` names the gateway Service condense-gateway: should a pod get its
+    # links anyway (an older chart, a pod spec patched by hand), every command must still start.
+    objects = _render(VARIANTS["defaults"], release="condense")
+    service = _find(objects, "Service", "-gateway")
+    assert service["metadata"]["name"] == "condense-gateway"
+    links = _service_link_env(service, cluster_ip)
+    assert "CONDENSE_GATEWAY_SERVICE_HOST" in links
+    assert "CONDENSE_GATEWAY_PORT_8000_TCP_ADDR" in links
+    environ = {**links, "CONDENSE_GATEWAY__PORT": "8001"}
+
+    settings = load_settings(None, environ)
+
+    assert settings.gateway.port == 8001
+    assert settings == Settings(gateway={"port": 8001})
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
@@ -606,6 +655,10 @@ def test_configmap_settings_load(
         expected_secrets = VARIANTS[variant]["secrets"].get("webhookSecrets", [])
         if obj["kind"] == "Deployment":
             assert [s.get_secret_value() for s in settings.notifier.webhook_secrets] == expected_secrets
+        component = obj["metadata"]["labels"]["app.kubernetes.io/component"]
+        if component in {"relay", "worker", "notifier"}:
+            # Probes and Prometheus come to the pod's IP, never its loopback.
+            assert getattr(settings, component).metrics_host == "0.0.0.0", obj["metadata"]["name"]
     assert checked == 5
 
 
@@ -720,6 +773,9 @@ def test_compose_settings_are_real_fields(compose: dict[str, Any], tmp_path: Pat
                 "notifier": settings.notifier.metrics_port,
             }[name]
             assert environ["HEALTHCHECK_URL"] == f"http://127.0.0.1:{port}/healthz"
+        if name in {"relay", "worker", "notifier"}:
+            # Prometheus scrapes across the compose network.
+            assert getattr(settings, name).metrics_host == "0.0.0.0", name
     gateway = condense["gateway"]
     assert gateway["environment"]["CONDENSE_GATEWAY__HOST"] == "0.0.0.0"
     assert gateway["ports"] == [f"{gateway['environment']['CONDENSE_GATEWAY__PORT']}:8000"]

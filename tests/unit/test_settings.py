@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from common.errors import ConfigError
-from schema.settings import Settings, load_settings
+from schema.settings import Settings, is_service_link, load_settings
 
 
 def write(tmp_path: Path, text: str, name: str = "condense.yaml") -> Path:
@@ -250,3 +250,101 @@ notifier:
     assert masked["celery"]["broker_url"] == "redis://:***@cache.internal:6379/0"
     assert masked["notifier"]["smtp"]["username"] == "mailer"
     assert masked["notifier"]["smtp"]["password"] == "**********"
+
+
+# Kubernetes service links: what kubelet gives a pod for a Service named condense-gateway (and one
+# named just condense), with a cluster IP of either family.
+SERVICE_LINKS = {
+    "CONDENSE_GATEWAY_SERVICE_HOST": "10.96.4.12",
+    "CONDENSE_GATEWAY_SERVICE_PORT": "8000",
+    "CONDENSE_GATEWAY_SERVICE_PORT_HTTP": "8000",
+    "CONDENSE_GATEWAY_PORT": "tcp://10.96.4.12:8000",
+    "CONDENSE_GATEWAY_PORT_8000_TCP": "tcp://10.96.4.12:8000",
+    "CONDENSE_GATEWAY_PORT_8000_TCP_PROTO": "tcp",
+    "CONDENSE_GATEWAY_PORT_8000_TCP_PORT": "8000",
+    "CONDENSE_GATEWAY_PORT_8000_TCP_ADDR": "10.96.4.12",
+    "CONDENSE_SERVICE_HOST": "fd00:10:96::4c",
+    "CONDENSE_SERVICE_PORT": "5353",
+    "CONDENSE_SERVICE_PORT_DNS_UDP": "5353",
+    "CONDENSE_PORT": "udp://[fd00:10:96::4c]:5353",
+    "CONDENSE_PORT_5353_UDP": "udp://[fd00:10:96::4c]:5353",
+    "CONDENSE_PORT_5353_UDP_PROTO": "udp",
+    "CONDENSE_PORT_5353_UDP_PORT": "5353",
+    "CONDENSE_PORT_5353_UDP_ADDR": "fd00:10:96::4c",
+    # A Service whose own name holds the word PORT.
+    "CONDENSE_PORT_MAP_SERVICE_HOST": "10.96.0.9",
+    "CONDENSE_PORT_MAP_PORT_9_SCTP_PORT": "9",
+}
+
+
+def test_kubernetes_service_links_are_ignored() -> None:
+    settings = load_settings(None, environ={**SERVICE_LINKS, "CONDENSE_GATEWAY__PORT": "8001"})
+
+    assert settings == Settings(gateway={"port": 8001})
+
+
+@pytest.mark.parametrize("name", sorted(SERVICE_LINKS))
+def test_each_service_link_is_recognised_by_name_and_value(name: str) -> None:
+    assert is_service_link(name, SERVICE_LINKS[name])
+    # The same name with a value kubelet would never write is somebody's mistake.
+    assert not is_service_link(name, "yes")
+
+
+@pytest.mark.parametrize(
+    ("environ", "hint"),
+    [
+        # Looks like a link by name, but a link's value is tcp://IP:PORT: a mistyped setting.
+        ({"CONDENSE_GATEWAY_PORT": "9000"}, "did you mean CONDENSE_GATEWAY__PORT?"),
+        ({"CONDENSE_GATEWAY_SERVICE_HOST": "gateway.internal"}, "did you mean CONDENSE_SECTION__KEY?"),
+        (
+            {"CONDENSE_GATEWAY_MICRO_BATCH_MAX_WAIT_MS": "3"},
+            "did you mean CONDENSE_GATEWAY__MICRO_BATCH__MAX_WAIT_MS?",
+        ),
+        ({"CONDENSE_WORKER_METRICS_HOST": "0.0.0.0"}, "did you mean CONDENSE_WORKER__METRICS_HOST?"),
+        ({"CONDENSE_VERBOSE": "1"}, "did you mean CONDENSE_SECTION__KEY?"),
+    ],
+)
+def test_a_single_underscore_variable_is_refused_with_a_hint(environ: dict[str, str], hint: str) -> None:
+    (name,) = environ
+
+    with pytest.raises(ConfigError) as caught:
+        load_settings(None, environ={**SERVICE_LINKS, **environ})
+
+    message = str(caught.value)
+    assert message.startswith(f"invalid setting {name}: not a CONDENSE_<SECTION>__<KEY> variable")
+    assert message.endswith(hint)
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        (
+            "CONDENSE_DATABSE__URL",
+            "invalid setting CONDENSE_DATABSE__URL: unknown section 'databse'; "
+            "did you mean CONDENSE_DATABASE__URL?",
+        ),
+        ("CONDENSE_NOPE__URL", "invalid setting CONDENSE_NOPE__URL: unknown section 'nope'"),
+    ],
+)
+def test_a_mistyped_section_is_refused_even_beside_service_links(name: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(None, environ={**SERVICE_LINKS, name: "sqlite://"})
+
+    assert str(caught.value) == message
+
+
+def test_top_level_keys_and_client_variables_are_not_mistakes(tmp_path: Path) -> None:
+    settings = load_settings(
+        None,
+        environ={"CONDENSE_DATA_DIR": str(tmp_path), "CONDENSE_API_KEY": "cnd_x", "CONDENSE_BENCH_PG": "pg"},
+    )
+
+    assert settings.data_dir == str(tmp_path)
+
+
+def test_metrics_servers_listen_on_loopback_unless_configured() -> None:
+    settings = load_settings(None, environ={"CONDENSE_RELAY__METRICS_HOST": "0.0.0.0"})
+
+    assert settings.worker.metrics_host == "127.0.0.1"
+    assert settings.notifier.metrics_host == "127.0.0.1"
+    assert settings.relay.metrics_host == "0.0.0.0"

@@ -1,0 +1,66 @@
+"""The relay's idle wait on a SQLite database: a commit anywhere ends it, a read does not."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from sqlalchemy import text
+
+from relay.app import SqliteWatch
+from schema.db import make_engine
+from schema.settings import DatabaseSettings
+
+
+def test_only_a_sqlite_file_can_be_watched(tmp_path: Path) -> None:
+    assert SqliteWatch.for_url("postgresql://condense@127.0.0.1:5432/condense") is None
+    assert SqliteWatch.for_url("sqlite://") is None
+    assert SqliteWatch.for_url("sqlite:///:memory:") is None
+    watch = SqliteWatch.for_url(f"sqlite:///{tmp_path}/condense.db")
+    assert watch is not None
+    assert watch.paths == (tmp_path / "condense.db", tmp_path / "condense.db-wal")
+
+
+def test_a_commit_changes_the_signature_and_a_read_does_not(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/condense.db"
+    engine = make_engine(DatabaseSettings(url=url))
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE outbox (id INTEGER PRIMARY KEY)"))
+    watch = SqliteWatch.for_url(url)
+    assert watch is not None
+
+    seen = watch.signature()
+    with engine.begin() as conn:
+        conn.execute(text("SELECT count(*) FROM outbox")).scalar_one()
+    assert watch.signature() == seen
+
+    # Another process's engine, as the gateway's would be.
+    other = make_engine(DatabaseSettings(url=url))
+    with other.begin() as conn:
+        conn.execute(text("INSERT INTO outbox (id) VALUES (1)"))
+    assert watch.signature() != seen
+    other.dispose()
+    engine.dispose()
+
+
+def test_wait_returns_at_once_for_a_commit_it_had_not_seen(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/condense.db"
+    watch = SqliteWatch.for_url(url)
+    assert watch is not None
+    seen = watch.signature()
+    engine = make_engine(DatabaseSettings(url=url))
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE outbox (id INTEGER PRIMARY KEY)"))
+    engine.dispose()
+
+    # A day-long timeout: only the commit can end this wait.
+    assert watch.wait(seen, threading.Event(), timeout_s=86_400) is True
+
+
+def test_wait_ends_without_a_commit_when_stopped(tmp_path: Path) -> None:
+    watch = SqliteWatch.for_url(f"sqlite:///{tmp_path}/condense.db")
+    assert watch is not None
+    stop = threading.Event()
+    stop.set()
+
+    assert watch.wait(watch.signature(), stop, timeout_s=86_400) is False
