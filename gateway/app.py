@@ -19,7 +19,7 @@ from gateway.batches import router as batches_router
 from gateway.bodylimit import BodyLimitMiddleware
 from gateway.endpoint_cache import EndpointCache
 from gateway.endpoints import router as endpoints_router
-from gateway.errors import ERROR_RESPONSES, GatewayConfigError, install_error_handlers
+from gateway.errors import ERROR_RESPONSES, GatewayConfigError, install_error_handlers, retry_after_headers
 from gateway.microbatch import MicroBatcher
 from gateway.observability import install_metrics
 from gateway.routes import router
@@ -27,7 +27,8 @@ from gateway.state import GatewayState
 from gateway.submit import GroupCommitter
 from schema.db import make_async_engine
 from schema.settings import BatchUploadSettings, Settings
-from summarizer import Summarizer, SummaryParams, load_summarizer
+from summarizer import Summarizer, SummarizerError, SummaryParams, load_summarizer
+from summarizer.params import params_validator
 from summarizer.runtime import settle_heap
 
 log = logging.getLogger(__name__)
@@ -128,6 +129,12 @@ def create_app(settings: Settings, *, summarizer_factory: SummarizerFactory | No
             settings=settings, engine=engine, committer=committer, auth=auth, endpoints=EndpointCache(engine)
         )
         app.state.gateway = state
+        try:
+            # Before serving, and in a moment (no weights): async submissions and uploads need only
+            # these rules, so they are accepted while the model itself loads.
+            state.params = await asyncio.to_thread(params_validator, settings.summarizer)
+        except SummarizerError as exc:
+            log.error("cannot read the parameter rules of the configured model: %s", exc)
         loader = asyncio.create_task(_load_model(state, factory))
         state.background.add(loader)
         try:
@@ -156,13 +163,8 @@ def create_app(settings: Settings, *, summarizer_factory: SummarizerFactory | No
     install_metrics(app)
 
     app.include_router(router, responses=ERROR_RESPONSES)
-    app.include_router(
-        batches_router,
-        responses=ERROR_RESPONSES,
-        # One more file than a batch may hold, so that the upload parser, not the form parser,
-        # refuses a batch that is one too many with its own 413.
-        form_limits={"max_files": settings.batches.max_files + 1, "max_fields": 32},
-    )
+    # The upload route parses its own body (gateway.multipart), with batches.max_files as its limit.
+    app.include_router(batches_router, responses=ERROR_RESPONSES)
     app.include_router(endpoints_router, responses=ERROR_RESPONSES)
 
     @app.get("/healthz", tags=["ops"])
@@ -175,11 +177,18 @@ def create_app(settings: Settings, *, summarizer_factory: SummarizerFactory | No
         components["broker"] = await _broker_status(state.settings.kafka.bootstrap_servers)
         return JSONResponse({"status": "ok", "components": components})
 
-    @app.get("/readyz", tags=["ops"])
+    @app.get(
+        "/readyz",
+        tags=["ops"],
+        responses={503: {"description": "not ready yet: the database is away or the model still loads"}},
+    )
     async def readyz() -> JSONResponse:
         state: GatewayState = app.state.gateway
         checks = {"db": await _db_status(state.engine), "model": state.model_status}
         ready = checks["db"] == "ok" and checks["model"] == "ready"
-        return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+        status = 200 if ready else 503
+        return JSONResponse(
+            {"ready": ready, "checks": checks}, status_code=status, headers=retry_after_headers(status)
+        )
 
     return app

@@ -7,18 +7,21 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Query, UploadFile
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import EmailStr, TypeAdapter, ValidationError
 
 from gateway.deps import StateDep, TenantDep
-from gateway.errors import InvalidRequestError, PayloadTooLargeError, UnavailableError
+from gateway.errors import InvalidRequestError, PayloadTooLargeError
+from gateway.ids import BatchId
+from gateway.multipart import UploadForm, parse_upload_form
 from gateway.pagination import decode_cursor, encode_cursor
-from gateway.uploads import Document, parse_upload
+from gateway.uploads import Document, parse_json, parse_upload
 from gateway.uploads import UploadFile as UploadedFile
 from gateway.webhooks import resolve_webhook
 from schema.api import BatchCounts, BatchPublic, WebhookTarget
 from schema.models import Lane
+from schema.settings import BatchUploadSettings, Settings
 from schema.storable import json_problem, json_size
 from schema.store import batches, jobs
 from schema.store.records import BatchCounts as StoredCounts
@@ -35,9 +38,9 @@ def _json_field(name: str, raw: str | None, *, max_bytes: int) -> dict[str, Any]
     if raw is None or not raw.strip():
         return {}
     try:
-        value = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise InvalidRequestError(f"{name}: not valid JSON ({exc.msg})") from exc
+        value = parse_json(raw)
+    except ValueError as exc:
+        raise InvalidRequestError(f"{name}: not valid JSON ({exc})") from exc
     if not isinstance(value, dict):
         raise InvalidRequestError(f"{name}: must be a JSON object")
     problem = json_problem(value)
@@ -59,43 +62,91 @@ def _batch_public(batch: BatchRecord, counts: StoredCounts) -> BatchPublic:
     )
 
 
-@router.post("/batches", status_code=202, response_model=BatchPublic)
-async def create_batch(
-    state: StateDep,
-    tenant: TenantDep,
-    files: Annotated[list[UploadFile], File(description="documents, a .zip of them, or a .jsonl")],
-    params: Annotated[str | None, Form(description="JSON object of parameters for every document")] = None,
-    webhook_url: Annotated[str | None, Form()] = None,
-    webhook_secret: Annotated[str | None, Form()] = None,
-    email: Annotated[str | None, Form()] = None,
-    metadata: Annotated[str | None, Form(description="JSON object kept with the batch")] = None,
-) -> JSONResponse:
+_FILES_FIELD = "files"
+_TEXT_FIELDS = frozenset({"params", "webhook_url", "webhook_secret", "email", "metadata"})
+# What the form looks like, for the OpenAPI document: the route reads the body itself (see
+# gateway.multipart), so FastAPI cannot derive it from parameters.
+_UPLOAD_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": [_FILES_FIELD],
+    "properties": {
+        _FILES_FIELD: {
+            "type": "array",
+            "items": {"type": "string", "contentMediaType": "application/octet-stream"},
+            "description": "documents (.txt, .md, .rst, .html, .pdf), a .zip of them, or a .jsonl",
+        },
+        "params": {"type": "string", "description": "JSON object of parameters for every document"},
+        "webhook_url": {"type": "string"},
+        "webhook_secret": {"type": "string", "description": "whsec_<base64>; needs webhook_url"},
+        "email": {"type": "string"},
+        "metadata": {"type": "string", "description": "JSON object kept with the batch"},
+    },
+}
+
+
+def _field_limit(settings: Settings) -> int:
+    # params and metadata are bounded as compact JSON; leave room for the whitespace of pretty JSON.
+    return 64 * 1024 + 4 * settings.gateway.max_metadata_bytes
+
+
+def _read_documents(form: UploadForm, limits: BatchUploadSettings) -> list[Document]:
+    uploads = [UploadedFile(filename=part.filename, content=form.spool.read(part)) for part in form.files]
+    return parse_upload(uploads, limits)
+
+
+@router.post(
+    "/batches",
+    status_code=202,
+    response_model=BatchPublic,
+    openapi_extra={
+        "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": _UPLOAD_SCHEMA}}}
+    },
+)
+async def create_batch(request: Request, state: StateDep, tenant: TenantDep) -> JSONResponse:
     settings = state.settings
-    summarizer = state.summarizer
-    if summarizer is None:
-        raise UnavailableError("the model is still loading; retry shortly")
-    max_bytes = settings.gateway.max_metadata_bytes
-    shared_params = _json_field("params", params, max_bytes=max_bytes)
-    batch_metadata = _json_field("metadata", metadata, max_bytes=max_bytes)
-    if webhook_url is not None:
-        try:
-            WebhookTarget(url=webhook_url, secret=webhook_secret)
-        except ValidationError as exc:
-            raise InvalidRequestError(f"webhook: {exc.errors()[0]['msg']}") from exc
-    webhook_url, webhook_secret = await resolve_webhook(state, tenant, webhook_url, webhook_secret)
-    if email is not None:
-        try:
-            _EMAIL.validate_python(email)
-        except ValidationError as exc:
-            raise InvalidRequestError(f"email: {exc.errors()[0]['msg']}") from exc
-    uploads = [
-        UploadedFile(filename=upload.filename or "upload", content=await upload.read()) for upload in files
-    ]
-    documents: list[Document] = await asyncio.to_thread(parse_upload, uploads, settings.batches)
+    # Read here, after the key was checked, rather than by FastAPI before it: an unauthenticated
+    # upload is refused before its body is read at all.
+    form = await parse_upload_form(
+        request,
+        file_field=_FILES_FIELD,
+        text_fields=_TEXT_FIELDS,
+        max_files=settings.batches.max_files,
+        max_field_bytes=_field_limit(settings),
+    )
+    try:
+        if not form.files:
+            raise InvalidRequestError(f"{_FILES_FIELD}: field required")
+        fields = form.fields
+        webhook_url, webhook_secret, email = (
+            fields.get("webhook_url"),
+            fields.get("webhook_secret"),
+            fields.get("email"),
+        )
+        max_bytes = settings.gateway.max_metadata_bytes
+        shared_params = _json_field("params", fields.get("params"), max_bytes=max_bytes)
+        batch_metadata = _json_field("metadata", fields.get("metadata"), max_bytes=max_bytes)
+        if webhook_url is None and webhook_secret is not None:
+            # As in a job's "webhook" object, a secret goes with a URL; alone it would be dropped unseen.
+            raise InvalidRequestError("webhook_secret: given without webhook_url")
+        if webhook_url is not None:
+            try:
+                WebhookTarget(url=webhook_url, secret=webhook_secret)
+            except ValidationError as exc:
+                raise InvalidRequestError(f"webhook: {exc.errors()[0]['msg']}") from exc
+        webhook_url, webhook_secret = await resolve_webhook(state, tenant, webhook_url, webhook_secret)
+        if email is not None:
+            try:
+                _EMAIL.validate_python(email)
+            except ValidationError as exc:
+                raise InvalidRequestError(f"email: {exc.errors()[0]['msg']}") from exc
+        documents: list[Document] = await asyncio.to_thread(_read_documents, form, settings.batches)
+    finally:
+        form.spool.close()
     validated = []
     for document in documents:
         try:
-            merged = summarizer.validate_params({**shared_params, **document.params})
+            # The settings' rules while the model loads: uploads are queued work and need no model here.
+            merged = state.validate_params({**shared_params, **document.params})
         except SummarizerError as exc:
             raise InvalidRequestError(f"{document.custom_id}: {exc.message}", code=exc.code) from exc
         validated.append(merged.model_dump(exclude_none=True))
@@ -135,7 +186,7 @@ def _get_with_counts(conn: Any, batch_id: str, tenant: str) -> tuple[BatchRecord
 
 
 @router.get("/batches/{batch_id}", response_model=BatchPublic)
-async def get_batch(batch_id: str, state: StateDep, tenant: TenantDep) -> BatchPublic:
+async def get_batch(batch_id: BatchId, state: StateDep, tenant: TenantDep) -> BatchPublic:
     return _batch_public(*await state.read(_get_with_counts, batch_id, tenant))
 
 
@@ -154,8 +205,17 @@ async def list_batches(
     return {"data": page, "next_cursor": next_cursor}
 
 
-@router.get("/batches/{batch_id}/results")
-async def batch_results(batch_id: str, state: StateDep, tenant: TenantDep) -> StreamingResponse:
+@router.get(
+    "/batches/{batch_id}/results",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "one JSON object per finished document, in upload order",
+            "content": {"application/x-ndjson": {"schema": {"type": "string"}}},
+        }
+    },
+)
+async def batch_results(batch_id: BatchId, state: StateDep, tenant: TenantDep) -> StreamingResponse:
     await state.read(batches.get, batch_id, tenant=tenant)
 
     async def lines() -> AsyncIterator[bytes]:
@@ -188,6 +248,6 @@ async def batch_results(batch_id: str, state: StateDep, tenant: TenantDep) -> St
 
 
 @router.post("/batches/{batch_id}/cancel", response_model=BatchPublic)
-async def cancel_batch(batch_id: str, state: StateDep, tenant: TenantDep) -> BatchPublic:
+async def cancel_batch(batch_id: BatchId, state: StateDep, tenant: TenantDep) -> BatchPublic:
     await state.write(batches.cancel, batch_id, tenant=tenant)
     return _batch_public(*await state.read(_get_with_counts, batch_id, tenant))

@@ -42,13 +42,17 @@ class InvalidRequestError(GatewayError):
     code = "invalid_request"
 
 
+# What a 503 suggests when its error knows no better; every 503 says some Retry-After.
+DEFAULT_RETRY_AFTER_S = 1.0
+
+
 class UnavailableError(GatewayError):
     """Not now, but soon (the model is loading, the database is away): 503 with Retry-After."""
 
     code = "temporarily_unavailable"
     retryable = True
 
-    def __init__(self, message: str, *, retry_after_s: float = 1.0) -> None:
+    def __init__(self, message: str, *, retry_after_s: float = DEFAULT_RETRY_AFTER_S) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
 
@@ -65,6 +69,7 @@ STATUS_FOR_CODE: dict[str, int] = {
     "invalid_upload": 422,
     "invalid_webhook_url": 422,
     "invalid_json": 400,
+    "invalid_form": 400,
     "unauthorized": 401,
     "not_found": 404,
     "job_finished": 409,
@@ -116,6 +121,11 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     )
 }
 
+# Only a sync answer waits on the engine, so only POST /v1/summaries lists this one.
+DEADLINE_RESPONSE: dict[int | str, dict[str, Any]] = {
+    504: {"model": ErrorBody, "description": "a sync answer was not ready within its deadline"}
+}
+
 _STARLETTE_CODES = {
     400: "bad_request",
     401: "unauthorized",
@@ -161,6 +171,14 @@ def _describe_validation(exc: RequestValidationError) -> tuple[str, str]:
     return "invalid_request", f"{where}: {message}{more}"
 
 
+def retry_after_headers(status: int, retry_after_s: float | None = None) -> dict[str, str]:
+    """The Retry-After header every 503 carries (whole seconds, at least one); none for other statuses."""
+    if status != 503:
+        return {}
+    seconds = DEFAULT_RETRY_AFTER_S if retry_after_s is None else retry_after_s
+    return {"Retry-After": str(max(1, round(seconds)))}
+
+
 def _retry_after(exc: CondenseError) -> float | None:
     if isinstance(exc, UnavailableError | QueueFullError):
         return exc.retry_after_s
@@ -170,11 +188,12 @@ def _retry_after(exc: CondenseError) -> float | None:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(CondenseError)
     async def _condense_error(_request: Request, exc: CondenseError) -> JSONResponse:
-        headers = {}
-        retry_after = _retry_after(exc)
-        if retry_after is not None:
-            headers["Retry-After"] = str(max(1, round(retry_after)))
-        return JSONResponse(error_body(exc.code, exc.message), status_code=status_for(exc), headers=headers)
+        status = status_for(exc)
+        return JSONResponse(
+            error_body(exc.code, exc.message),
+            status_code=status,
+            headers=retry_after_headers(status, _retry_after(exc)),
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -184,9 +203,8 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _STARLETTE_CODES.get(exc.status_code, "error")
-        return JSONResponse(
-            error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers or None
-        )
+        headers = {**retry_after_headers(exc.status_code), **(exc.headers or {})}
+        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:

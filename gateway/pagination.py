@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-import re
 
 from gateway.errors import InvalidRequestError
-
-# Ids are UUIDs; anything else decoded from a cursor was not made by this API.
-_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+from gateway.ids import is_id
 
 
 def encode_cursor(row_id: str) -> str:
@@ -22,6 +19,7 @@ def decode_cursor(cursor: str) -> str:
         decoded = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
     except (binascii.Error, ValueError) as exc:
         raise InvalidRequestError("cursor: not a cursor returned by this API") from exc
-    if not _ID.fullmatch(decoded):
+    # Anything but an id decoded from a cursor was not made by this API.
+    if not is_id(decoded):
         raise InvalidRequestError("cursor: not a cursor returned by this API")
     return decoded

@@ -12,7 +12,8 @@ from sqlalchemy.exc import IntegrityError
 
 from common.metrics import JOBS, SUBMISSIONS
 from gateway.deps import StateDep, TenantDep
-from gateway.errors import PayloadTooLargeError, UnavailableError
+from gateway.errors import DEADLINE_RESPONSE, InvalidRequestError, PayloadTooLargeError
+from gateway.ids import DeliveryId, JobId
 from gateway.pagination import decode_cursor, encode_cursor
 from gateway.state import GatewayState
 from gateway.webhooks import resolve_webhook
@@ -30,6 +31,9 @@ _MAX_PAGE = 100
 # Above this many characters a text is long whatever the tokenizer says: counting would only
 # cost time on the event loop.
 _CHARS_PER_TOKEN_CEILING = 20
+# A sync deadline below this is used up by queueing alone and could only end in a 504, so it is
+# refused as the client's mistake instead.
+MIN_SYNC_TIMEOUT_S = 0.5
 
 
 def _request_hash(body: SummaryJobCreate) -> str:
@@ -37,10 +41,20 @@ def _request_hash(body: SummaryJobCreate) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _choose_route(state: GatewayState, summarizer: Summarizer, body: SummaryJobCreate) -> tuple[Route, int]:
-    """Pick sync or async by token count; returns the route and the tokens counted (0 if skipped)."""
+def _choose_route(
+    state: GatewayState, summarizer: Summarizer | None, body: SummaryJobCreate
+) -> tuple[Route, int]:
+    """Pick sync or async by token count; returns the route and the tokens counted (0 if skipped).
+
+    Without a model (still loading, or failed) auto goes async, since a worker's model will run it,
+    and sync is a 503.
+    """
     gateway = state.settings.gateway
     if body.mode == "async":
+        return Route.ASYNC, 0
+    if summarizer is None:
+        if body.mode == "sync":
+            raise state.model_unavailable()
         return Route.ASYNC, 0
     limit = gateway.sync_max_tokens if body.mode == "sync" else gateway.sync_threshold_tokens
     tokens = 0
@@ -93,7 +107,11 @@ async def _store(state: GatewayState, job: JobRecord) -> None:
     "/summaries",
     status_code=202,
     response_model=SummaryJobPublic,
-    responses={200: {"description": "answered at once (short text)"}, 202: {"description": "queued"}},
+    responses={
+        200: {"description": "answered at once (short text)"},
+        202: {"description": "queued"},
+        **DEADLINE_RESPONSE,
+    },
 )
 async def create_summary(
     body: SummaryJobCreate,
@@ -112,23 +130,25 @@ async def create_summary(
         raise PayloadTooLargeError(
             f"metadata is larger than the limit of {settings.gateway.max_metadata_bytes} bytes as JSON"
         )
+    if body.timeout_s is not None and not body.timeout_s >= MIN_SYNC_TIMEOUT_S:
+        raise InvalidRequestError(f"timeout_s: must be at least {MIN_SYNC_TIMEOUT_S:g} s")
     # Only an idempotent replay compares bodies; hashing megabytes for every submit would not pay.
     request_hash = _request_hash(body) if idempotency_key is not None else None
     if idempotency_key is not None and request_hash is not None:
         existing = await state.read(jobs.find_by_idempotency_key, tenant, idempotency_key)
         if existing is not None:
             return _replay(existing, request_hash)
+    # Read once: the loader may finish between two reads, and this request must use one view of it.
     summarizer, batcher = state.summarizer, state.batcher
-    if summarizer is None or batcher is None:
-        raise UnavailableError("the model is still loading; retry shortly")
-    params = summarizer.validate_params(body.params)
+    model = summarizer if batcher is not None else None
+    params = model.validate_params(body.params) if model is not None else state.validate_params(body.params)
     webhook = await resolve_webhook(
         state,
         tenant,
         body.webhook.url if body.webhook else None,
         body.webhook.secret if body.webhook else None,
     )
-    route, tokens = _choose_route(state, summarizer, body)
+    route, tokens = _choose_route(state, model, body)
     columns: dict[str, Any] = {
         "route": route.value,
         "input_tokens": tokens,
@@ -141,6 +161,7 @@ async def create_summary(
         "email": str(body.email) if body.email else None,
     }
     if route is Route.SYNC:
+        assert batcher is not None  # noqa: S101 - _choose_route picks sync only with a running batcher
         gateway = settings.gateway
         timeout_s = min(body.timeout_s or gateway.request_timeout_s, gateway.max_request_timeout_s)
         started = utcnow()
@@ -174,7 +195,7 @@ async def create_summary(
 
 
 @router.get("/summaries/{job_id}", response_model=SummaryJobPublic)
-async def get_summary(job_id: str, state: StateDep, tenant: TenantDep) -> SummaryJobPublic:
+async def get_summary(job_id: JobId, state: StateDep, tenant: TenantDep) -> SummaryJobPublic:
     return job_to_public(await state.read(jobs.get, job_id, tenant=tenant))
 
 
@@ -199,12 +220,12 @@ async def list_summaries(
 
 
 @router.post("/summaries/{job_id}/cancel", response_model=SummaryJobPublic)
-async def cancel_summary(job_id: str, state: StateDep, tenant: TenantDep) -> SummaryJobPublic:
+async def cancel_summary(job_id: JobId, state: StateDep, tenant: TenantDep) -> SummaryJobPublic:
     return job_to_public(await state.write(jobs.cancel, job_id, tenant=tenant))
 
 
 @router.get("/summaries/{job_id}/deliveries")
-async def list_deliveries(job_id: str, state: StateDep, tenant: TenantDep) -> dict[str, Any]:
+async def list_deliveries(job_id: JobId, state: StateDep, tenant: TenantDep) -> dict[str, Any]:
     await state.read(jobs.get, job_id, tenant=tenant)
     found = await state.read(deliveries.list_for_job, job_id)
     return {
@@ -235,6 +256,6 @@ async def list_deliveries(job_id: str, state: StateDep, tenant: TenantDep) -> di
 
 
 @router.post("/deliveries/{delivery_id}/redeliver", status_code=202)
-async def redeliver_delivery(delivery_id: str, state: StateDep, tenant: TenantDep) -> dict[str, Any]:
+async def redeliver_delivery(delivery_id: DeliveryId, state: StateDep, tenant: TenantDep) -> dict[str, Any]:
     await state.write(deliveries.redeliver, delivery_id, tenant=tenant)
     return {"id": delivery_id, "status": "pending"}

@@ -12,13 +12,18 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.auth import Authenticator
 from gateway.endpoint_cache import EndpointCache
+from gateway.errors import UnavailableError
 from gateway.microbatch import MicroBatcher
 from gateway.submit import GroupCommitter
 from schema.settings import Settings
 from summarizer import Summarizer, SummaryParams
+from summarizer.params import ParamsValidator
 
 P = ParamSpec("P")
 T = TypeVar("T")
+
+# The model takes about half a minute to load; asking every second would only add load.
+MODEL_LOADING_RETRY_AFTER_S = 5.0
 
 
 @dataclass
@@ -31,6 +36,9 @@ class GatewayState:
     summarizer: Summarizer | None = None
     batcher: MicroBatcher[tuple[str, SummaryParams], Any] | None = None
     model_error: str | None = None
+    # The parameter rules from the settings alone, ready long before the model: queued work
+    # (async jobs, batches) is validated with them while the model loads.
+    params: ParamsValidator | None = None
     background: set[asyncio.Task[Any]] = field(default_factory=set)
 
     @property
@@ -40,6 +48,28 @@ class GatewayState:
     @property
     def model_status(self) -> str:
         return "ready" if self.model_ready else ("error" if self.model_error else "loading")
+
+    def model_unavailable(self) -> UnavailableError:
+        """What a request that needs this process's model hears while there is none."""
+        if self.model_error is not None:
+            return UnavailableError(
+                "the summarization model failed to load; retry later or on another replica"
+            )
+        return UnavailableError(
+            "the model is still loading; retry shortly", retry_after_s=MODEL_LOADING_RETRY_AFTER_S
+        )
+
+    def validate_params(self, params: dict[str, Any]) -> SummaryParams:
+        """Check ``params`` with the loaded model, or before it is loaded with the rules from the settings.
+
+        Raises :class:`InvalidParamsError` (422), or :class:`UnavailableError` (503) when not even the
+        settings' rules could be read (the model setting is broken, which the loader reports too).
+        """
+        if self.summarizer is not None:
+            return self.summarizer.validate_params(params)
+        if self.params is None:
+            raise self.model_unavailable()
+        return self.params.validate(params)
 
     @property
     def topic_for(self) -> dict[str, str]:

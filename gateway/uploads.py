@@ -253,6 +253,9 @@ def _decode(content: bytes, where: _Where, *, html: bool = False) -> str:
         line = body[: exc.start].count(b"\n") + 1 if encoding == "utf-8" else None
         suffix = f" (line {line})" if line is not None else ""
         raise where.error(f"not valid {encoding.upper()} text{suffix}") from exc
+    except UnicodeError as exc:
+        # Codecs such as idna or punycode fail with the bare base class.
+        raise where.error(f"not valid {encoding.upper()} text") from exc
     if "\x00" in text:
         # Valid UTF-8 can still be binary; NUL is also refused by PostgreSQL text columns.
         raise where.error("looks binary (contains NUL characters), not text")
@@ -260,10 +263,18 @@ def _decode(content: bytes, where: _Where, *, html: bool = False) -> str:
 
 
 def _known_codec(name: str) -> str | None:
+    """The codec a declared charset names, if it is a text encoding; None means "ignore the label".
+
+    codecs.lookup also knows bytes-to-bytes transforms (base64, zlib, rot13, ...) and "undefined",
+    which bytes.decode refuses outright; a page naming one is read as if it named nothing, as
+    browsers do with labels they do not know.
+    """
     try:
-        return codecs.lookup(name).name
-    except LookupError:
+        info = codecs.lookup(name)
+        "".encode(info.name).decode(info.name)
+    except (LookupError, UnicodeError):
         return None
+    return info.name
 
 
 def _normalize_newlines(text: str) -> str:
@@ -407,6 +418,21 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
+def parse_json(text: str) -> Any:
+    """The value of a JSON text a client sent outside a JSON body (a JSONL line, a form field).
+
+    Every way it can fail is a ValueError with a message for the client: bad syntax
+    (JSONDecodeError, whose message carries the column), NaN or Infinity, a duplicate key, an
+    integer past Python's digit limit (a bare ValueError) and nesting deep enough to exhaust the
+    parser's recursion (a RecursionError, which used to escape as a 500). What the database cannot
+    store is :func:`schema.storable.json_problem`'s concern, once the value is parsed.
+    """
+    try:
+        return json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_constant=_reject_constant)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
 def _parse_jsonl(content: bytes, where: _Where, collector: _Collector) -> None:
     text = _decode(content, where)
     before = len(collector.documents)
@@ -417,9 +443,8 @@ def _parse_jsonl(content: bytes, where: _Where, collector: _Collector) -> None:
             continue
         at = where.at_line(number)
         try:
-            record = json.loads(line, object_pairs_hook=_no_duplicate_keys, parse_constant=_reject_constant)
+            record = parse_json(line)
         except ValueError as exc:
-            # JSONDecodeError is a ValueError; its message carries the column.
             raise at.error(f"invalid JSON: {exc}") from exc
         custom_id, doc_text, params = _jsonl_record(record, at)
         collector.add(custom_id, doc_text, params, at)

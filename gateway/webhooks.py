@@ -7,12 +7,19 @@ import asyncio
 from common.urlsafety import check_webhook_url
 from gateway.errors import InvalidRequestError
 from gateway.state import GatewayState
+from schema.models import endpoints_table
 from schema.settings import Settings
+
+# Every table keeps a webhook secret in a column of this size (PostgreSQL enforces it, SQLite does
+# not), so a longer one must be refused here rather than fail the insert as a 500.
+MAX_SECRET_CHARS: int = endpoints_table.c.secret.type.length  # type: ignore[attr-defined]
 
 
 async def validate_webhook(settings: Settings, url: str, secret: str | None) -> None:
     """Refuse unsafe targets now (the notifier checks again at connect time) and unsigned hooks."""
     notifier = settings.notifier
+    if secret is not None and len(secret) > MAX_SECRET_CHARS:
+        raise InvalidRequestError(f"webhook.secret: longer than {MAX_SECRET_CHARS} characters")
     if secret is None and not notifier.webhook_secrets:
         raise InvalidRequestError(
             "webhook.secret: required, since no default signing secret is configured (notifier.webhook_secrets)"

@@ -71,7 +71,7 @@ def post(settings: NotifierSettings, url: str, body: bytes, headers: dict[str, s
 
     Raises :class:`DeliveryFailedError` (network errors, non-2xx answers, a host that does not
     resolve right now), :class:`DestinationGoneError` on 410, and :class:`DeliveryImpossibleError`
-    when the URL is no longer safe to call.
+    on a 3xx (redirects are never followed) or when the URL is no longer safe to call.
     """
     try:
         addresses = resolve_and_check(
@@ -112,4 +112,15 @@ def post(settings: NotifierSettings, url: str, body: bytes, headers: dict[str, s
     message = f"HTTP {response.status_code}" + (f": {excerpt}" if excerpt else "")
     if response.status_code == httpx.codes.GONE:
         raise DestinationGoneError(message, status_code=response.status_code, latency_ms=latency_ms)
+    if response.is_redirect or 300 <= response.status_code < 400:
+        # Following would reach a URL nobody vetted, and a redirect does not go away by waiting:
+        # retrying it on the schedule only kept the delivery pending for a day. The receiver's
+        # owner must set the final URL, then replay the delivery.
+        location = response.headers.get("location", "")[:_ERROR_EXCERPT_BYTES]
+        raise DeliveryImpossibleError(
+            f"HTTP {response.status_code}" + (f" to {location}" if location else "") + ": redirects are "
+            "not followed; set the webhook to the URL it redirects to and redeliver",
+            status_code=response.status_code,
+            latency_ms=latency_ms,
+        )
     raise DeliveryFailedError(message, status_code=response.status_code, latency_ms=latency_ms)

@@ -176,6 +176,30 @@ def test_gone_disables_the_delivery(
     assert len(webhook_receiver.requests) == 1
 
 
+@pytest.mark.parametrize("status", [302, 308])
+def test_a_redirect_disables_the_delivery_instead_of_retrying_it(
+    tmp_path: Path, db_url: str, engine: Engine, webhook_receiver: WebhookReceiver, status: int
+) -> None:
+    dispatcher = Dispatcher(make_settings(tmp_path, db_url), engine)
+    webhook_receiver.respond_with(status)
+    _, [delivery_id] = finish_job(
+        engine, webhook_url=webhook_receiver.url, webhook_secret=webhook_receiver.secret
+    )
+
+    dispatcher.deliver_due()
+    # A day later nothing is due: the redirect was not put on the retry schedule.
+    assert dispatcher.deliver_due(later(24 * 3600 + 60)) == 0
+
+    row = delivery(engine, delivery_id)
+    assert (row.status, row.attempts, row.next_attempt_at) == ("disabled", 1, None)
+    [attempt] = attempts(engine, delivery_id)
+    assert (attempt.status_code, attempt.succeeded) == (status, False)
+    assert attempt.error is not None and "redirects are not followed" in attempt.error
+    assert len(webhook_receiver.requests) == 1
+    # Once the URL is fixed, the owner replays it.
+    assert redeliver(engine, delivery_id).status == "pending"
+
+
 def test_exhausted_after_the_schedule_then_redelivered(
     tmp_path: Path, db_url: str, engine: Engine, webhook_receiver: WebhookReceiver
 ) -> None:

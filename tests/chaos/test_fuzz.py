@@ -1,0 +1,24 @@
+"""Fuzz the whole API from its OpenAPI document, on SQLite and PostgreSQL, with and without API keys.
+
+Run by ``make chaos``, not ``make test``: a few minutes of schemathesis per database and auth
+mode. The rule: no 5xx, every 503 with Retry-After, and every answer as the document describes it.
+``CONDENSE_FUZZ_EXAMPLES`` sets the examples per operation and mode (default 50). The regular
+suite keeps a short, deterministic version in tests/unit/test_fuzz_smoke.py.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests.fixtures.fuzz import fuzz, fuzz_target
+
+EXAMPLES = int(os.environ.get("CONDENSE_FUZZ_EXAMPLES", "50"))
+
+
+@pytest.mark.parametrize("keyed", [False, True], ids=["open", "api-keys"])
+def test_no_server_errors_and_answers_as_documented(db_url: str, keyed: bool) -> None:
+    with fuzz_target(db_url, keyed=keyed) as target:
+        problems = fuzz(target, max_examples=EXAMPLES)
+    assert not problems, "\n\n".join(problems)
