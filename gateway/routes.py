@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 
 from common.metrics import JOBS, SUBMISSIONS
 from gateway.deps import StateDep, TenantDep
-from gateway.errors import DEADLINE_RESPONSE, InvalidRequestError, PayloadTooLargeError
+from gateway.errors import DEADLINE_RESPONSE, PayloadTooLargeError
 from gateway.ids import DeliveryId, JobId
 from gateway.pagination import decode_cursor, encode_cursor
 from gateway.state import GatewayState
@@ -31,9 +31,6 @@ _MAX_PAGE = 100
 # Above this many characters a text is long whatever the tokenizer says: counting would only
 # cost time on the event loop.
 _CHARS_PER_TOKEN_CEILING = 20
-# A sync deadline below this is used up by queueing alone and could only end in a 504, so it is
-# refused as the client's mistake instead.
-MIN_SYNC_TIMEOUT_S = 0.5
 
 
 def _request_hash(body: SummaryJobCreate) -> str:
@@ -130,8 +127,6 @@ async def create_summary(
         raise PayloadTooLargeError(
             f"metadata is larger than the limit of {settings.gateway.max_metadata_bytes} bytes as JSON"
         )
-    if body.timeout_s is not None and not body.timeout_s >= MIN_SYNC_TIMEOUT_S:
-        raise InvalidRequestError(f"timeout_s: must be at least {MIN_SYNC_TIMEOUT_S:g} s")
     # Only an idempotent replay compares bodies; hashing megabytes for every submit would not pay.
     request_hash = _request_hash(body) if idempotency_key is not None else None
     if idempotency_key is not None and request_hash is not None:

@@ -48,7 +48,10 @@ class SummaryJobCreate(_Strict):
     webhook: WebhookTarget | None = None
     email: EmailStr | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
-    timeout_s: float | None = Field(default=None, gt=0, description="Deadline of a sync answer.")
+    # Below half a second no answer can arrive in time: a floor instead of a certain 504.
+    timeout_s: float | None = Field(
+        default=None, ge=0.5, allow_inf_nan=False, description="Deadline of a sync answer, in seconds."
+    )
 
     @field_validator("text")
     @classmethod
