@@ -4,8 +4,9 @@
     python -m benchmarks.engine --quick        # under ~3 minutes
 
 Prints one table: int8 default vs the same encoder in fp32 (throughput and ROUGE-L), batched vs one
-document at a time, ROUGE of the default beside the lead and TF-IDF TextRank baselines, and the wall
-time and peak RSS of a 100,000-word document (measured in a fresh subprocess).
+document at a time, ROUGE of the default beside the lead and TF-IDF TextRank baselines, the wall
+time and peak RSS of a 100,000-word document (measured in a fresh subprocess), and how segmentation
+time grows with the length of one unbroken paragraph (linear: 4x the words, about 4x the time).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 
 from summarizer import Summarizer, SummaryResult, load_summarizer
 from summarizer.evaluation import EvalDoc, baseline_scores, load_eval_set, model_summaries, score
+from summarizer.segment import segment
 from summarizer.settings import SummarizerSettings
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "eval" / "peps.jsonl"
@@ -31,6 +33,8 @@ TARGETS = {
     "batched_speedup": 2.0,
     "long_wall_s": 15.0,
     "long_rss_mb": 1536.0,
+    # 4x the words of one paragraph; quadratic splitting took 9.5x (2.9 s against 27.6 s).
+    "segment_growth": 5.0,
 }
 
 
@@ -187,6 +191,40 @@ def _long_document(args: argparse.Namespace, rows: list[tuple[str, str, str, str
     )
 
 
+def _segment_s(text: str, repeats: int = 3) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        began = time.perf_counter()
+        segment(text)
+        best = min(best, time.perf_counter() - began)
+    return best
+
+
+def _segmentation(docs: list[EvalDoc], rows: list[tuple[str, str, str, str]]) -> None:
+    words: list[str] = []
+    for doc in docs:
+        words.extend(doc.document.split())
+        if len(words) >= 40_000:
+            break
+    while len(words) < 40_000:
+        words.extend(words)
+    seconds: dict[int, float] = {}
+    for count in (10_000, 40_000):
+        seconds[count] = _segment_s(" ".join(words[:count]))
+        rows.append((f"segment one {count:,}-word paragraph", f"{seconds[count]:.3f} s", "", ""))
+    paragraphs = "\n\n".join(" ".join(words[start : start + 100]) for start in range(0, 40_000, 100))
+    rows.append(("segment 40,000 words in 100-word paragraphs", f"{_segment_s(paragraphs):.3f} s", "", ""))
+    growth = seconds[40_000] / seconds[10_000]
+    rows.append(
+        (
+            "segment time, 40,000 vs 10,000 words (linear: ~4x)",
+            f"{growth:.1f}x",
+            f"<= {TARGETS['segment_growth']:.0f}x",
+            "ok" if growth <= TARGETS["segment_growth"] else "MISSED",
+        )
+    )
+
+
 def _long_child(args: argparse.Namespace) -> int:
     """Runs in a fresh process so that peak RSS belongs to this one document alone."""
     docs = load_eval_set(args.data)
@@ -247,7 +285,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--long-words", type=int, default=100_000, help="words of the long document")
     parser.add_argument("--quick", action="store_true", help="smaller samples: a run of under ~3 minutes")
     parser.add_argument(
-        "--skip", action="append", default=[], choices=["precision", "batching", "quality", "long"]
+        "--skip",
+        action="append",
+        default=[],
+        choices=["precision", "batching", "quality", "long", "segment"],
     )
     parser.add_argument("--long-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -268,6 +309,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _quality(args, docs[: args.quality_docs], rows)
     if "long" not in args.skip:
         _long_document(args, rows)
+    if "segment" not in args.skip:
+        _segmentation(docs, rows)
     _print(rows)
     print(f"\n(benchmark took {time.perf_counter() - began:.0f} s)")
     return 0

@@ -18,9 +18,10 @@ import numpy as np
 from summarizer.batching import token_batches
 from summarizer.encoder import SentenceEncoder, normalize
 from summarizer.errors import CanceledError, InvalidDocumentError, SummarizerError
+from summarizer.language import detect_language
 from summarizer.runtime import hash_weights, resolve_device, set_threads
-from summarizer.segment import Segment, segment
-from summarizer.select import SelectionConfig, select
+from summarizer.segment import Segment, segment, summary_units
+from summarizer.select import SelectionConfig, summarize_units
 from summarizer.settings import SummarizerSettings
 from summarizer.types import (
     CancelCheck,
@@ -69,6 +70,9 @@ class _Doc:
     tokens: list[list[int]]
     vectors: np.ndarray
     weights: np.ndarray
+    # The document's own text as summary units: its summary when it fits the budget.
+    whole: list[str]
+    language: str
     batches_total: int = 0
     batches_done: int = 0
     timings: dict[str, float] = field(default_factory=dict)
@@ -124,7 +128,9 @@ class ExtractiveSummarizer(Summarizer):
         began = time.perf_counter()
         text = check_text(doc)
         segments = segment(text)
-        sentences = [item for item in segments if not item.heading] or segments
+        whole = summary_units(segments) or segments
+        # A document of fragments only (a bare list, say) still gets a summary made of them.
+        sentences = summary_units(segments, max_words=self.selection.max_words) or whole
         if not sentences:
             raise InvalidDocumentError("document has no sentences (only code, tables or markup)")
         tokens = self.encoder.tokenize([item.text for item in sentences])
@@ -139,6 +145,8 @@ class ExtractiveSummarizer(Summarizer):
             tokens=[t for _, t in kept],
             vectors=np.zeros((len(kept), dim), dtype=np.float32),
             weights=np.zeros(len(kept), dtype=np.float32),
+            whole=[unit.text for unit in whole],
+            language=detect_language(text),
         )
         prepared.timings["segment_s"] = time.perf_counter() - began
         return prepared
@@ -218,26 +226,21 @@ class ExtractiveSummarizer(Summarizer):
 
     def _finish(self, item: _Doc) -> SummaryResult:
         began = time.perf_counter()
-        embeddings = normalize(item.vectors / np.maximum(item.weights[:, None], 1e-9))
-        words = [sentence.words for sentence in item.sentences]
-        max_words = item.params.max_words or self.defaults["max_words"]
-        chosen = select(
-            embeddings,
-            words,
-            list(range(len(words))),
-            max_words=max_words,
+        summary = summarize_units(
+            [sentence.text for sentence in item.sentences],
+            normalize(item.vectors / np.maximum(item.weights[:, None], 1e-9)),
+            whole=item.whole,
+            max_words=item.params.max_words or self.defaults["max_words"],
             max_sentences=item.params.max_sentences,
             config=self.selection,
         )
-        parts = [item.sentences[i].text for i in chosen]
-        if len(chosen) == 1 and words[chosen[0]] > max_words:
-            parts = [" ".join(parts[0].split()[:max_words])]
         item.timings["select_s"] = time.perf_counter() - began
         item.timings["total_s"] = sum(item.timings.values())
         return SummaryResult(
-            summary=" ".join(parts),
+            summary=summary,
             model=self.info,
             timings=item.timings,
             chunks=item.batches_total,
             input_tokens=sum(len(ids) for ids in item.tokens),
+            language=item.language,
         )

@@ -3,7 +3,8 @@
 The default was chosen by ROUGE on PEP documents with human abstracts (see ``condense eval``):
 similarity to the document centroid, a prior for early sentences (introductions state the point),
 and a redundancy penalty against sentences already picked (MMR), over sentences of a sensible
-length. The chosen sentences are returned in document order.
+length. The chosen sentences are returned in document order. ``words`` are word units
+(:func:`summarizer.language.count_words`: a CJK character counts as one word).
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from summarizer.language import count_words, truncate_words
+from summarizer.segment import join_units
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,43 @@ def select(
         if max_words - total < 3:
             break
     if not picked:
-        # Every sentence is longer than the budget: the caller trims the best one.
-        return [int(np.argmax(np.where(np.isfinite(base), base, relevance)))]
+        # No sentence of a sensible length fits: whole shorter ones that fit, best first; failing
+        # those, the best sentence alone, for the caller to cut.
+        scores = relevance + prior
+        fitting = fit_budget(np.argsort(-scores, kind="stable").tolist(), words, max_words, max_sentences)
+        return sorted(fitting) or [int(np.argmax(np.where(np.isfinite(base), base, scores)))]
     return sorted(picked)
+
+
+def summarize_units(
+    units: Sequence[str],
+    embeddings: np.ndarray,
+    *,
+    whole: Sequence[str],
+    max_words: int,
+    max_sentences: int | None = None,
+    config: SelectionConfig = SelectionConfig(),
+) -> str:
+    """The summary text of a document.
+
+    ``units`` are its candidate sentences (:func:`summarizer.segment.summary_units`) with their
+    embeddings; ``whole`` is the document as units, returned as it is when it fits the budget.
+    Otherwise the selected units come out whole, in document order; only when not one unit fits
+    the budget is the best one cut to it, ending in "…" to show the cut.
+    """
+    if sum(count_words(text) for text in whole) <= max_words and (
+        max_sentences is None or len(whole) <= max_sentences
+    ):
+        return join_units(whole, close_last=False)
+    words = [count_words(text) for text in units]
+    chosen = select(
+        embeddings,
+        words,
+        list(range(len(units))),
+        max_words=max_words,
+        max_sentences=max_sentences,
+        config=config,
+    )
+    if len(chosen) == 1 and words[chosen[0]] > max_words:
+        return truncate_words(units[chosen[0]], max_words) + "…"
+    return join_units([units[i] for i in chosen])

@@ -47,6 +47,8 @@ class SummaryResult:
     timings: dict[str, float] = field(default_factory=dict)
     chunks: int = 1
     input_tokens: int = 0
+    #: BCP 47 language of the document ("en", "zh", ... or "und"); None where the model does not tell.
+    language: str | None = None
 
 
 class SummaryParams(BaseModel):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 
+import numpy as np
 import pytest
 from pydantic import ValidationError
 
@@ -23,7 +24,7 @@ from summarizer.baselines import lead, simple_sentences, textrank
 from summarizer.batching import token_batches
 from summarizer.chunking import chunk_units
 from summarizer.segment import segment, split_paragraph
-from summarizer.select import fit_budget
+from summarizer.select import fit_budget, select
 from summarizer.testing import FakeSummarizer
 from summarizer.types import SummaryParams, parse_params
 
@@ -241,6 +242,13 @@ def test_token_batches_respect_budget_and_sort_by_length() -> None:
 def test_fit_budget_skips_sentences_that_do_not_fit() -> None:
     assert fit_budget([0, 1, 2], [60, 50, 30], max_words=100) == [0, 2]
     assert fit_budget([0, 1, 2], [10, 10, 10], max_words=100, max_sentences=2) == [0, 1]
+
+
+def test_select_takes_a_short_sentence_that_fits_before_cutting_a_long_one() -> None:
+    embeddings = np.eye(3, dtype=np.float32)
+    assert select(embeddings, [30, 3, 40], [0, 1, 2], max_words=10) == [1]
+    # Nothing fits at all: the best sentence alone, for the caller to cut.
+    assert len(select(embeddings, [30, 20, 40], [0, 1, 2], max_words=10)) == 1
 
 
 # -- baselines ---------------------------------------------------------------------------------
