@@ -165,6 +165,7 @@ async def create_summary(
         columns.update(
             status=JobStatus.SUCCEEDED.value,
             summary=result.summary,
+            language=result.language,
             model=result.model.as_dict(),
             timings={**result.timings, "request_s": time.perf_counter() - began},
             input_tokens=result.input_tokens or tokens,

@@ -91,6 +91,9 @@ class SummaryJobPublic(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     summary: str | None
+    language: str | None = Field(
+        default=None, description="BCP 47 code of the document's language as detected, 'und' when unsure."
+    )
     error: JobError | None
     progress: Progress
     model: dict[str, Any] | None
@@ -134,6 +137,7 @@ def job_to_public(job: JobRecord) -> SummaryJobPublic:
         started_at=job.started_at,
         finished_at=job.finished_at,
         summary=job.summary,
+        language=job.language,
         error=error,
         progress=Progress(done=job.progress_done or 0, total=job.progress_total or 0),
         model=job.model,

@@ -27,6 +27,7 @@ from summarizer.errors import (
     SummarizerError,
 )
 from summarizer.extractive import check_text
+from summarizer.language import detect_language
 from summarizer.runtime import (
     cache_key,
     cached_export,
@@ -127,6 +128,7 @@ class _Job:
     outputs: dict[int, str] = field(default_factory=dict)
     done: int = 0
     timings: dict[str, float] = field(default_factory=dict)
+    language: str | None = None
 
     @property
     def final(self) -> bool:
@@ -263,7 +265,8 @@ class Seq2SeqSummarizer(Summarizer):
         for index, (doc, doc_params) in enumerate(zip(docs, per_doc, strict=True)):
             began = time.perf_counter()
             try:
-                units = self._units(check_text(doc))
+                text = check_text(doc)
+                units = self._units(text)
                 if not units:
                     raise InvalidDocumentError("document has no text the model can read")
             except SummarizerError as exc:
@@ -274,6 +277,7 @@ class Seq2SeqSummarizer(Summarizer):
                 params=doc_params,
                 input_tokens=sum(len(unit) for unit in units),
                 chunks=chunk_units(units, self.chunk_tokens, self.overlap_tokens),
+                language=detect_language(text),
             )
             job.timings["tokenize_s"] = time.perf_counter() - began
             jobs[index] = job
@@ -424,4 +428,5 @@ class Seq2SeqSummarizer(Summarizer):
             timings=job.timings,
             chunks=job.done,
             input_tokens=job.input_tokens,
+            language=job.language,
         )

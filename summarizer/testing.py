@@ -33,6 +33,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from summarizer.errors import CanceledError, InvalidDocumentError, OutOfMemoryError, SummarizerError
+from summarizer.language import detect_language
 from summarizer.types import (
     CancelCheck,
     Kind,
@@ -167,4 +168,5 @@ class FakeSummarizer(Summarizer):
             timings={"generate_s": elapsed, "total_s": elapsed},
             chunks=chunks,
             input_tokens=self.count_tokens(doc),
+            language=detect_language(doc),
         )

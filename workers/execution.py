@@ -253,6 +253,7 @@ class JobExecutor:
             final = Outcome(
                 JobStatus.SUCCEEDED,
                 summary=result.summary,
+                language=result.language,
                 model=result.model.as_dict(),
                 timings=result.timings,
                 input_tokens=result.input_tokens,

@@ -51,6 +51,7 @@ class Outcome:
 
     status: JobStatus
     summary: str | None = None
+    language: str | None = None
     model: dict[str, Any] | None = None
     timings: dict[str, Any] | None = None
     input_tokens: int | None = None
@@ -72,6 +73,7 @@ def new_job(*, tenant: str, text: str, **columns: Any) -> JobRecord:
         "input_tokens": 0,
         "params": {},
         "summary": None,
+        "language": None,
         "error_code": None,
         "error_message": None,
         "attempts": 0,
@@ -202,6 +204,7 @@ def finish(conn: Connection, job_id: str, outcome: Outcome) -> Finished | None:
     if outcome.status is JobStatus.SUCCEEDED:
         values.update(
             summary=outcome.summary,
+            language=outcome.language,
             model=outcome.model,
             timings=outcome.timings,
             input_tokens=outcome.input_tokens or 0,

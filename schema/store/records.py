@@ -39,6 +39,7 @@ class JobRecord(_Record):
     input_tokens: int
     params: dict[str, Any]
     summary: str | None
+    language: str | None
     error_code: str | None
     error_message: str | None
     attempts: int

@@ -68,6 +68,7 @@ def test_batch_succeeds_and_redelivery_is_harmless(engine: Engine) -> None:
         assert row["status"] == "succeeded"
         assert row["summary"].startswith("Document")
         assert row["model"]["name"] == "fake-extractive"
+        assert row["language"] == "en"
         assert row["attempts"] == 1
         assert row["started_at"] <= row["finished_at"]
     again = executor.run(ids)

@@ -28,6 +28,7 @@ def test_short_text_is_answered_at_once_and_stored(client: TestClient) -> None:
     assert job["status"] == "succeeded"
     assert job["route"] == "sync"
     assert job["summary"]
+    assert job["language"] == "en"
     assert job["model"]["name"]
     again = client.get(f"/v1/summaries/{job['id']}")
     assert again.status_code == 200
