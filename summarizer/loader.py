@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 from summarizer.errors import SummarizerConfigError, SummarizerError
+from summarizer.params import ENCODER_MODEL_TYPES, read_model_config
 from summarizer.runtime import go_offline
 from summarizer.settings import SummarizerSettings
 from summarizer.types import Summarizer
@@ -39,22 +39,8 @@ def load_summarizer(settings: SummarizerSettings) -> Summarizer:
 
             return ExtractiveSummarizer(settings, minilm_path())
         model_dir = Path(settings.model).expanduser()
-        if not model_dir.is_dir():
-            raise SummarizerConfigError(
-                f"summarizer.model: {settings.model!r} is neither 'minilm' nor an existing model directory"
-            )
-        config_file = model_dir / "config.json"
-        if not config_file.is_file():
-            raise SummarizerConfigError(f"summarizer.model: {model_dir} has no config.json")
-        try:
-            config = json.loads(config_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise SummarizerConfigError(f"summarizer.model: {config_file} is not valid JSON") from exc
-        if not config.get("is_encoder_decoder", False) and config.get("model_type") in {
-            "bert",
-            "mpnet",
-            "xlm-roberta",
-        }:
+        config = read_model_config(model_dir, settings.model)
+        if not config.get("is_encoder_decoder", False) and config.get("model_type") in ENCODER_MODEL_TYPES:
             # A sentence encoder directory: use it as the extractive model.
             from summarizer.extractive import ExtractiveSummarizer
 

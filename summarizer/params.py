@@ -22,7 +22,7 @@ from summarizer.types import Kind, SummaryParams, parse_params
 
 DEFAULT_MODEL = "minilm"
 # Sentence encoders the loader runs as the extractive model; every other model directory is seq2seq.
-_ENCODER_MODEL_TYPES = frozenset({"bert", "mpnet", "xlm-roberta"})
+ENCODER_MODEL_TYPES = frozenset({"bert", "mpnet", "xlm-roberta"})
 # Seq2SeqSummarizer never writes more than this many tokens, whatever the decoder allows.
 _MAX_TARGET_TOKENS = 1_024
 
@@ -63,8 +63,8 @@ def params_validator(settings: SummarizerSettings) -> ParamsValidator:
 
         return _extractive(settings, MODEL_NAME)
     model_dir = Path(settings.model).expanduser()
-    config = _read_config(model_dir, settings.model)
-    if not config.get("is_encoder_decoder", False) and config.get("model_type") in _ENCODER_MODEL_TYPES:
+    config = read_model_config(model_dir, settings.model)
+    if not config.get("is_encoder_decoder", False) and config.get("model_type") in ENCODER_MODEL_TYPES:
         return _extractive(settings, model_dir.name)
     return _seq2seq(settings, model_dir)
 
@@ -81,7 +81,8 @@ def _extractive(settings: SummarizerSettings, name: str) -> ParamsValidator:
     )
 
 
-def _read_config(model_dir: Path, setting: str) -> dict[str, Any]:
+def read_model_config(model_dir: Path, setting: str) -> dict[str, Any]:
+    """The ``config.json`` of a local model directory, or SummarizerConfigError saying what is wrong."""
     if not model_dir.is_dir():
         raise SummarizerConfigError(
             f"summarizer.model: {setting!r} is neither 'minilm' nor an existing model directory"
