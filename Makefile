@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.stamp-install
 
-.PHONY: install dev test lint unit integration e2e bench clean
+.PHONY: install dev test lint unit integration e2e chaos bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,7 +24,7 @@ lint: install
 	$(BIN)/mypy
 
 test: lint
-	$(BIN)/pytest -q -p no:cacheprovider --durations=15 $(PYTEST_ARGS)
+	$(BIN)/pytest -q -p no:cacheprovider --durations=15 --ignore=tests/chaos $(PYTEST_ARGS)
 
 unit: install
 	$(BIN)/pytest -q tests/unit
@@ -34,6 +34,11 @@ integration: install
 
 e2e: install
 	$(BIN)/pytest -q tests/e2e
+
+# Drills that kill and restart each part of a stack under load, and API fuzzing (minutes; PostgreSQL
+# and tansu needed). Not part of `make test`.
+chaos: install
+	RUN_CHAOS=1 $(BIN)/pytest -q -s -p no:cacheprovider tests/chaos $(PYTEST_ARGS)
 
 bench: install
 	$(BIN)/python -m benchmarks $(ARGS)

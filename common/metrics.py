@@ -28,6 +28,11 @@ JOB_FAILURES = Counter("condense_job_failures", "Jobs failed, by error code.", [
 CONSUMER_LAG = Gauge(
     "condense_kafka_consumer_lag", "Messages not yet consumed, per partition.", ["topic", "partition"]
 )
+CONSUMER_RECOVERIES = Counter(
+    "condense_kafka_consumer_recoveries",
+    "Times a worker's consumer healed a stall (seek back, rejoin, run missed jobs from the database).",
+    ["lane", "reason"],
+)
 BATCH_DOCUMENTS = Histogram(
     "condense_batch_documents", "Documents per inference batch.", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256)
 )

@@ -140,6 +140,13 @@ class WorkerSettings(_Section):
         description="How often a worker marks the jobs it runs as alive; keep it well under "
         "relay.running_timeout_s, after which a silent job is handed to another worker.",
     )
+    stall_after_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="A job Kafka handed out this long ago (ten times as long while another worker is "
+        "busy on its lane) that a caught-up lane never received means the lane is stalled: its "
+        "consumer rejoins the group and, if that does not bring the job, runs it from the database.",
+    )
     metrics_port: int = Field(
         default=9101, ge=0, le=65535, description="Port of /metrics, /healthz, /readyz."
     )

@@ -30,7 +30,7 @@ from schema.db import database_status, make_engine
 from schema.settings import Settings
 from summarizer import Summarizer, load_summarizer
 from summarizer.runtime import settle_heap
-from workers.consumer import BatchConsumer
+from workers.consumer import BatchConsumer, store_probe
 from workers.execution import BatchOutcome, JobExecutor
 from workers.retry import RetryPolicy
 
@@ -79,7 +79,12 @@ def build_consumer(settings: Settings, summarizer: Summarizer, celery_app: Celer
                 # The notifier's periodic sweep sends it anyway; the nudge only saves latency.
                 log.warning("could not nudge the notifier for %s: %s", delivery_id, exc)
 
-    return BatchConsumer(settings, executor, on_outcome=after_batch)
+    return BatchConsumer(
+        settings,
+        executor,
+        on_outcome=after_batch,
+        probe=store_probe(engine, heartbeat_s=settings.worker.heartbeat_s),
+    )
 
 
 def create_celery_app(settings: Settings) -> Celery:
