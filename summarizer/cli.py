@@ -9,12 +9,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
-from typing import Any, TextIO
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
 
 from summarizer.errors import SummarizerError
 from summarizer.loader import load_summarizer
 from summarizer.settings import SummarizerSettings
+
+if TYPE_CHECKING:
+    from summarizer.evaluation import EvalDoc
 
 _Command = Callable[[SummarizerSettings, argparse.Namespace], int]
 
@@ -79,25 +83,48 @@ def summarize_files(
 
 def evaluate(
     settings: SummarizerSettings,
-    data_path: str,
+    paths: Sequence[str] = (),
     *,
+    sets: Sequence[str] = (),
     words: int = 100,
     limit: int | None = None,
-    out: TextIO = sys.stdout,
+    out: TextIO | None = None,
 ) -> int:
-    """Print ROUGE-1/2/L F1 (x100) of the configured model beside the lead and TextRank baselines."""
+    """Print one table of ROUGE-1/2/L F1 (x100) of the configured model beside the lead and TextRank
+    baselines, per set: each file in ``paths``, each shipped set named in ``sets``, or both shipped
+    sets when neither names any. ``limit`` keeps the first documents of each set."""
     from tqdm import tqdm
 
-    from summarizer.evaluation import baseline_scores, load_eval_set, model_summaries, score, table
+    from summarizer.evaluation import (
+        SHIPPED_SETS,
+        SetReport,
+        baseline_scores,
+        load_eval_set,
+        model_summaries,
+        score,
+        set_name,
+        shipped_set,
+        table,
+    )
 
+    names = sets if sets or paths else SHIPPED_SETS
     try:
-        docs = load_eval_set(data_path, limit)
-    except (OSError, ValueError, KeyError) as exc:
-        _err(f"error: cannot read {data_path}: {exc}")
+        sources = [(set_name(path), Path(path)) for path in paths]
+        sources += [(name, shipped_set(name)) for name in names]
+    except (OSError, ValueError) as exc:
+        _err(f"error: {exc}")
         return 2
-    if not docs:
-        _err(f"error: {data_path} holds no documents")
-        return 2
+    loaded: list[tuple[str, list[EvalDoc]]] = []
+    for name, path in sources:
+        try:
+            docs = load_eval_set(path, limit)
+        except (OSError, EOFError, ValueError, KeyError) as exc:
+            _err(f"error: cannot read {path}: {exc}")
+            return 2
+        if not docs:
+            _err(f"error: {path} holds no documents")
+            return 2
+        loaded.append((name, docs))
     try:
         summarizer = load_summarizer(settings)
         params: dict[str, Any] = (
@@ -105,17 +132,24 @@ def evaluate(
             if summarizer.info.kind == "extractive"
             else {"max_new_tokens": int(words * 4 / 3)}
         )
-        with tqdm(total=len(docs), unit="doc", file=sys.stderr, desc=summarizer.info.name) as bar:
-            summaries = model_summaries(summarizer, docs, params, progress=bar.update)
+        label = f"{summarizer.info.name} ({summarizer.info.backend})"
+        reports: list[SetReport] = []
+        total = sum(len(docs) for _, docs in loaded)
+        with tqdm(total=total, unit="doc", file=sys.stderr, desc=summarizer.info.name) as bar:
+            for name, docs in loaded:
+                summaries = model_summaries(summarizer, docs, params, progress=bar.update)
+                if summarizer.info.kind == "abstractive":
+                    # Abstractive output has no word budget; trim so every system is judged at the same length.
+                    summaries = [" ".join(summary.split()[:words]) for summary in summaries]
+                references = [doc.reference for doc in docs]
+                reports.append(
+                    SetReport(name, baseline_scores(docs, words), score(label, summaries, references))
+                )
     except SummarizerError as exc:
         _err(f"error: {exc.message}")
         return 2
-    if summarizer.info.kind == "abstractive":
-        # Abstractive output has no word budget; trim so every system is judged at the same length.
-        summaries = [" ".join(summary.split()[:words]) for summary in summaries]
-    label = f"{summarizer.info.name} ({summarizer.info.backend})"
-    rows = [*baseline_scores(docs, words), score(label, summaries, [doc.reference for doc in docs])]
-    out.write(table(rows, words=words) + "\n")
+    # sys.stdout read now, not at import, so that a redirected stdout gets the table.
+    (out or sys.stdout).write(table(reports, words=words) + "\n")
     return 0
 
 
@@ -137,7 +171,7 @@ def _summarize_command(settings: SummarizerSettings, args: argparse.Namespace) -
 
 
 def _eval_command(settings: SummarizerSettings, args: argparse.Namespace) -> int:
-    return evaluate(settings, args.data, words=args.words, limit=args.limit)
+    return evaluate(settings, args.data, sets=args.sets or (), words=args.words, limit=args.limit)
 
 
 def add_arguments(subparsers: Any, section: Callable[[Any], SummarizerSettings]) -> None:
@@ -162,7 +196,21 @@ def add_arguments(subparsers: Any, section: Callable[[Any], SummarizerSettings])
     summarize.set_defaults(handler=handler(_summarize_command))
 
     evaluation = subparsers.add_parser("eval", help="ROUGE of the configured model beside lead and TextRank")
-    evaluation.add_argument("data", help="JSON lines with document and reference fields")
+    evaluation.add_argument(
+        "data",
+        nargs="*",
+        help="JSON lines (.jsonl or .jsonl.gz) with document and reference fields; with neither files"
+        " nor --set, the shipped sets peps and keps",
+    )
+    evaluation.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        metavar="NAME",
+        help="a set shipped in data/eval (peps, keps); repeat for both",
+    )
     evaluation.add_argument("--words", type=int, default=100, help="summary budget in words")
-    evaluation.add_argument("--limit", type=int, default=None, help="evaluate the first N documents only")
+    evaluation.add_argument(
+        "--limit", type=int, default=None, help="evaluate the first N documents of each set"
+    )
     evaluation.set_defaults(handler=handler(_eval_command))

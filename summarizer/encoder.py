@@ -3,12 +3,22 @@
 The encoder takes token ids (the caller tokenizes once, for counting and for splitting long
 sentences) and returns mean-pooled, L2-normalised embeddings, as sentence-transformers does for
 all-MiniLM-L6-v2.
+
+A sentence's embedding depends on that sentence alone, never on what it is batched with: the int8
+export quantizes activations with ranges fixed once from ``calibration.txt`` (dynamic int8 took
+them from each batch, so a document's summary changed with its batch mates), a sentence's padded
+width follows from its own length, and pooling reads each row's own tokens only.
+``tests/integration/test_determinism.py`` holds this to the byte on the CPU. Two backends fall
+short: torch-int8 (dynamic, measured) and, unmeasured, CUDA, whose kernels may change with the
+number of rows in a batch.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,11 +27,28 @@ from typing import Any, Protocol
 import numpy as np
 
 from summarizer.errors import SummarizerConfigError
-from summarizer.runtime import cache_key, cached_export, int8_isa, ort_session_options
+from summarizer.runtime import cache_key, cached_export, ort_session_options
 
 log = logging.getLogger(__name__)
 
 ENCODER_BACKENDS = ("onnx-int8", "onnx-fp32", "torch-fp32", "torch-int8", "torch-fp16", "torch-bf16")
+
+CALIBRATION_FILE = Path(__file__).with_name("calibration.txt")
+# How onnx-int8 is built. Part of the export's cache key and of ModelInfo.quantization (hence of
+# every result's engine version): change it whenever the quantization settings below change.
+# u8 activations; s8 weights per output channel (per-tensor scales moved the nearest neighbour of
+# about a quarter of sentences in a trial, which changes which sentences get picked); QDQ, which
+# ONNX Runtime fuses into MatMulIntegerToFloat (the fastest of the static variants measured); MatMul
+# outputs left in float (requantizing them lowered the mean cosine to fp32's from 0.99 to 0.93).
+INT8_RECIPE = "static-int8-qdq-u8s8-per-channel-minmax"
+# A batch holds sentences of one padded width, their length rounded up to a multiple of this, so
+# that a sentence's width depends on itself alone: torch on the CPU gave other bits for the same
+# sentence at 25 of 29 other widths tried (ONNX Runtime at none, but other kernels may). On the CPU
+# the step is 1, no padding at all: 128 texts of 150 words took the same time batched as with
+# mixed-length batches and a fifth less one by one (steps of 8 and 16 cost 13% and 39% more CPU
+# time); on a GPU, where every batch is a kernel launch, nearby lengths share batches.
+CPU_WIDTH_STEP = 1
+GPU_WIDTH_STEP = 16
 
 
 class _Backend(Protocol):
@@ -70,24 +97,64 @@ class _TorchBackend:
         return np.asarray(out.float().cpu().numpy(), dtype=np.float32)
 
 
-def _export_onnx(source: Path, target: Path, *, quantize: str | None) -> None:
-    """Export ``source`` to ONNX in ``target``; with ``quantize`` (an ISA preset) make it dynamic int8."""
-    from optimum.onnxruntime import ORTModelForFeatureExtraction, ORTQuantizer
-    from optimum.onnxruntime.configuration import AutoQuantizationConfig
+def calibration_lines(path: Path = CALIBRATION_FILE) -> list[str]:
+    """The calibration inputs: every non-blank line of ``path`` that is not a ``#`` comment."""
+    lines = (line.strip() for line in path.read_text(encoding="utf-8").splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
 
-    fp32_dir = target / "fp32" if quantize else target
+
+def calibration_digest(path: Path = CALIBRATION_FILE) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+
+
+def _quantize_static(fp32_file: Path, target_file: Path, feeds: Sequence[dict[str, np.ndarray]]) -> None:
+    """Int8 weights and int8 activations whose ranges come from running ``feeds`` through the fp32 model."""
+    import onnx
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    names = {item.name for item in onnx.load(str(fp32_file), load_external_data=False).graph.input}
+
+    class Feeds(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.rest = iter(feeds)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            feed = next(self.rest, None)
+            return None if feed is None else {key: value for key, value in feed.items() if key in names}
+
+    quantize_static(
+        str(fp32_file),
+        str(target_file),
+        Feeds(),
+        quant_format=QuantFormat.QDQ,
+        op_types_to_quantize=["MatMul"],
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        calibrate_method=CalibrationMethod.MinMax,
+        # Not CalibMaxIntermediateOutputs: onnxruntime 1.32 drops the outputs it collected each
+        # time that count is reached instead of folding them into the ranges first.
+        extra_options={"OpTypesToExcludeOutputQuantization": ["MatMul"]},
+    )
+
+
+def _export_onnx(source: Path, target: Path, *, calibration: Sequence[dict[str, np.ndarray]] | None) -> None:
+    """Export ``source`` to ONNX in ``target``; with ``calibration`` feeds, quantize it to static int8."""
+    from optimum.onnxruntime import ORTModelForFeatureExtraction
+
+    fp32_dir = target / "fp32" if calibration is not None else target
     model = ORTModelForFeatureExtraction.from_pretrained(source, export=True, local_files_only=True)
     model.save_pretrained(fp32_dir)
     del model
-    if quantize:
-        # Per-channel scales: per-tensor int8 moved the nearest neighbour of about a quarter of
-        # sentences in a trial, which changes which sentences get picked.
-        config = getattr(AutoQuantizationConfig, quantize)(is_static=False, per_channel=True)
-        quantizer = ORTQuantizer.from_pretrained(fp32_dir)
-        quantizer.quantize(save_dir=target, quantization_config=config)
-        for path in fp32_dir.iterdir():
-            path.unlink()
-        fp32_dir.rmdir()
+    if calibration is not None:
+        _quantize_static(fp32_dir / "model.onnx", target / "model_int8.onnx", calibration)
+        shutil.rmtree(fp32_dir)
 
 
 class SentenceEncoder:
@@ -114,6 +181,7 @@ class SentenceEncoder:
         self.cls_id, self.sep_id, self.pad_id = self._special_ids()
         self.max_tokens = self._max_tokens(model_dir)
         self.load = self._load_backend(model_dir, backend, device, weights_sha256, cache_root, num_threads)
+        self.width_step = CPU_WIDTH_STEP if device == "cpu" else GPU_WIDTH_STEP
 
     def _special_ids(self) -> tuple[int, int, int]:
         ids = [self.tokenizer.token_to_id(token) for token in ("[CLS]", "[SEP]", "[PAD]")]
@@ -142,10 +210,14 @@ class SentenceEncoder:
         if backend.startswith("onnx"):
             if device != "cpu":
                 raise SummarizerConfigError(f"backend {backend} runs on CPU only; use torch-fp16 on CUDA")
-            isa = int8_isa() if backend == "onnx-int8" else None
-            config = {"model": "encoder", "backend": backend, "isa": isa, "per_channel": True}
+            recipe = f"{INT8_RECIPE}-calib-{calibration_digest()}" if backend == "onnx-int8" else None
+            config = {"model": "encoder", "backend": backend, "recipe": recipe}
             directory, built = cached_export(
-                cache_root, cache_key(sha, config), lambda tmp: _export_onnx(model_dir, tmp, quantize=isa)
+                cache_root,
+                cache_key(sha, config),
+                lambda tmp: _export_onnx(
+                    model_dir, tmp, calibration=self._calibration_feeds() if recipe else None
+                ),
             )
             if built:
                 log.info("exported %s encoder to %s", backend, directory)
@@ -153,8 +225,7 @@ class SentenceEncoder:
             if model_file is None:
                 raise SummarizerConfigError(f"cached export {directory} holds no .onnx file; delete it")
             self._backend: _Backend = _OnnxBackend(model_file, num_threads)
-            quantization = f"dynamic-int8-per-channel-{isa}" if isa else "none"
-            return EncoderLoad(backend, device, quantization, directory, built)
+            return EncoderLoad(backend, device, recipe or "none", directory, built)
         import torch
         from transformers import AutoModel
 
@@ -168,9 +239,23 @@ class SentenceEncoder:
                 raise SummarizerConfigError("backend torch-int8 runs on CPU only")
             model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
             quantization = "dynamic-int8"
+            log.warning(
+                "backend torch-int8 takes activation scales from each batch, so a document's summary"
+                " can change with its batch mates; onnx-int8 gives the same summary in any batch"
+            )
         model.to(device)
         self._backend = _TorchBackend(model, device, dtype)
         return EncoderLoad(backend, device, quantization, None, False)
+
+    def _calibration_feeds(self) -> list[dict[str, np.ndarray]]:
+        """One unpadded input per calibration line, so that no range is widened by pad positions."""
+        feeds = []
+        for ids in self.tokenize(calibration_lines()):
+            row = np.array([[self.cls_id, *ids[: self.max_tokens - 2], self.sep_id]], dtype=np.int64)
+            feeds.append(
+                {"input_ids": row, "attention_mask": np.ones_like(row), "token_type_ids": np.zeros_like(row)}
+            )
+        return feeds
 
     def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids of each text without special tokens."""
@@ -184,21 +269,31 @@ class SentenceEncoder:
     def embed(self, pieces: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
         """Mean-pooled (not normalised) embeddings of id sequences that fit the encoder, and their lengths.
 
-        Pieces must be at most ``max_tokens - 2`` long; callers split longer sentences.
+        Pieces must be at most ``max_tokens - 2`` long; callers split longer sentences. Each piece is
+        padded to its length rounded up to ``width_step`` and run with the pieces of that width only,
+        so that neither its width nor its pooling depends on the others.
         """
-        width = max(len(piece) for piece in pieces) + 2
-        ids = np.full((len(pieces), width), self.pad_id, dtype=np.int64)
-        mask = np.zeros((len(pieces), width), dtype=np.int64)
-        for row, piece in enumerate(pieces):
-            ids[row, 0] = self.cls_id
-            ids[row, 1 : len(piece) + 1] = piece
-            ids[row, len(piece) + 1] = self.sep_id
-            mask[row, : len(piece) + 2] = 1
-        hidden = self._backend.hidden(ids, mask)
-        weights = mask[:, :, None].astype(np.float32)
-        counts = weights.sum(axis=1)
-        pooled = (hidden * weights).sum(axis=1) / np.maximum(counts, 1e-9)
-        return pooled, counts[:, 0]
+        lengths = [len(piece) + 2 for piece in pieces]
+        step = self.width_step
+        widths = [min(-(-length // step) * step, self.max_tokens) for length in lengths]
+        pooled: dict[int, np.ndarray] = {}
+        for width in sorted(set(widths)):
+            rows = [row for row, row_width in enumerate(widths) if row_width == width]
+            ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
+            mask = np.zeros((len(rows), width), dtype=np.int64)
+            for line, row in enumerate(rows):
+                piece = pieces[row]
+                ids[line, 0] = self.cls_id
+                ids[line, 1 : len(piece) + 1] = piece
+                ids[line, len(piece) + 1] = self.sep_id
+                mask[line, : lengths[row]] = 1
+            hidden = self._backend.hidden(ids, mask)
+            for line, row in enumerate(rows):
+                # The row's own tokens only: a sum over the padded width would add the pad
+                # positions' zeros in an order that could depend on the width.
+                pooled[row] = hidden[line, : lengths[row]].mean(axis=0)
+        vectors = np.stack([pooled[row] for row in range(len(pieces))])
+        return np.asarray(vectors, dtype=np.float32), np.asarray(lengths, dtype=np.float32)
 
 
 def normalize(vectors: np.ndarray) -> np.ndarray:

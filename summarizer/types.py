@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import abc
+import functools
+import importlib.metadata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -23,9 +25,22 @@ ProgressCallback = Callable[[int, int, int], None]
 CancelCheck = Callable[[int], bool]
 
 
+@functools.cache
+def package_version() -> str:
+    try:
+        return importlib.metadata.version("condense")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
 @dataclass(frozen=True)
 class ModelInfo:
-    """What produced a summary; stored with every result so that outputs stay traceable."""
+    """What produced a summary; stored with every result so that outputs stay traceable.
+
+    ``engine_version`` (the condense release, the backend and its quantization recipe) beside the
+    weights' ``sha256`` names what decides a summary's bytes, short of the processor's instruction
+    set: results that agree on both and on ``device`` came from the same computation.
+    """
 
     name: str
     sha256: str
@@ -33,6 +48,12 @@ class ModelInfo:
     quantization: str
     kind: Kind
     device: str
+    engine_version: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        # Derived, not passed in, so that no engine can report a version its recipe does not match.
+        version = f"condense-{package_version()}/{self.backend}/{self.quantization}"
+        object.__setattr__(self, "engine_version", version)
 
     def as_dict(self) -> dict[str, str]:
         return {key: str(value) for key, value in asdict(self).items()}

@@ -27,7 +27,9 @@ from summarizer import (
 )
 from summarizer.abstractive import Seq2SeqSummarizer
 from summarizer.cli import evaluate, summarize_files
+from summarizer.encoder import INT8_RECIPE, calibration_digest
 from summarizer.extractive import ExtractiveSummarizer
+from summarizer.types import package_version
 from tests.fixtures.models import TINY_CONTEXT_TOKENS, build_tiny_seq2seq, corpus_words
 
 pytestmark = pytest.mark.slow
@@ -194,6 +196,9 @@ The weather was pleasant on the day the system was deployed. Lunch was served at
 def test_minilm_default_summarizes_in_document_order(minilm: ExtractiveSummarizer) -> None:
     info = minilm.info
     assert (info.kind, info.backend, info.device) == ("extractive", "onnx-int8", "cpu")
+    # Static int8 calibrated on the shipped text: the recipe and the text's hash name the export.
+    assert info.quantization == f"{INT8_RECIPE}-calib-{calibration_digest()}"
+    assert info.as_dict()["engine_version"] == f"condense-{package_version()}/onnx-int8/{info.quantization}"
     params = minilm.validate_params({"max_words": 45})
     progress: list[tuple[int, int, int]] = []
     (result,) = minilm.summarize_batch([ARTICLE], params, on_progress=lambda *a: progress.append(a))
@@ -212,7 +217,8 @@ def test_minilm_default_summarizes_in_document_order(minilm: ExtractiveSummarize
 
 
 def test_minilm_export_cache_is_reused(minilm: ExtractiveSummarizer, summarizer_cache_dir: Path) -> None:
-    assert minilm.cache_path is not None and (minilm.cache_path / "done.json").exists()
+    assert minilm.cache_path is not None
+    assert sorted(path.name for path in minilm.cache_path.iterdir()) == ["done.json", "model_int8.onnx"]
     stamp = max(p.stat().st_mtime_ns for p in minilm.cache_path.iterdir())
     again = load_summarizer(SummarizerSettings(cache_dir=str(summarizer_cache_dir)))
     assert isinstance(again, ExtractiveSummarizer)
@@ -274,10 +280,15 @@ def test_cli_summarize_files_and_eval(
             )
             handle.write("\n")
     out = io.StringIO()
-    assert evaluate(settings, str(data), words=30, out=out) == 0
+    assert evaluate(settings, [str(data)], words=30, out=out) == 0
     table = out.getvalue()
-    for name in ("lead", "textrank-tfidf", "all-MiniLM-L6-v2"):
-        assert name in table
+    for system in (
+        "lead",
+        "textrank-tfidf",
+        f"{minilm.info.name} (onnx-int8)",
+        "margin over the better baseline",
+    ):
+        assert f"| eval | 2 | {system} |" in table
 
 
 def test_condense_summarize_hands_the_engine_its_settings_section(
