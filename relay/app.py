@@ -7,20 +7,19 @@ handling for the GIL.
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import threading
 import time
 from datetime import datetime
-from pathlib import Path
 
-from sqlalchemy import Engine, make_url
+from sqlalchemy import Engine
 
 from common.metrics import OUTBOX_PENDING
 from common.opsserver import start_ops_server
 from relay.publisher import OutboxPublisher
 from relay.sweeper import Sweeper, SweepReport
 from schema.db import database_status, make_engine
+from schema.dbwatch import SqliteWatch
 from schema.models import utcnow
 from schema.settings import Settings
 
@@ -31,54 +30,9 @@ _IDLE_SLEEP_MIN_S = 0.005
 # (a SQLite file) a commit ends the wait early, so a long one costs no latency; elsewhere
 # (PostgreSQL) the cap is also the worst delay a job's publication sees after an idle spell.
 _IDLE_SLEEP_MAX_S = 0.1
-_WATCHED_IDLE_SLEEP_MAX_S = 1.0
-# How often a watched file is looked at while idle: a stat() or two, nothing that wakes the database.
-_WATCH_INTERVAL_S = 0.1
+_WATCHED_IDLE_SLEEP_MAX_S = 2.0
 _BACKOFF_MIN_S = 0.5
 _BACKOFF_MAX_S = 10.0
-
-Signature = tuple[tuple[int, int] | None, ...]
-
-
-class SqliteWatch:
-    """Tells, for the price of a stat(), whether anything was committed to a SQLite database.
-
-    In WAL mode every commit writes the ``-wal`` file and a checkpoint writes the database file;
-    reads write neither. So the size and modification time of the two change exactly when some
-    connection, in any process, has committed since the last look.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.paths = (path, path.with_name(path.name + "-wal"))
-
-    @classmethod
-    def for_url(cls, url: str) -> SqliteWatch | None:
-        """A watch for a SQLite file database; None for anything else (PostgreSQL, :memory:)."""
-        parsed = make_url(url)
-        if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
-            return None
-        return cls(Path(parsed.database).resolve())
-
-    def signature(self) -> Signature:
-        marks: list[tuple[int, int] | None] = []
-        for path in self.paths:
-            try:
-                stat = os.stat(path)
-            except OSError:
-                marks.append(None)
-            else:
-                marks.append((stat.st_mtime_ns, stat.st_size))
-        return tuple(marks)
-
-    def wait(self, seen: Signature, stop: threading.Event, timeout_s: float) -> bool:
-        """Wait up to ``timeout_s`` for a commit after ``seen``; True when one came."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if self.signature() != seen:
-                return True
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or stop.wait(min(_WATCH_INTERVAL_S, remaining)):
-                return False
 
 
 class Relay:

@@ -65,7 +65,12 @@ class KafkaSettings(_Section):
     session_timeout_ms: int = Field(
         default=10_000, ge=1_000, description="A worker silent this long leaves the group; its jobs move on."
     )
-    heartbeat_interval_ms: int = Field(default=1_000, ge=100, description="Consumer heartbeat period.")
+    heartbeat_interval_ms: int = Field(
+        default=3_000,
+        ge=100,
+        description="Consumer heartbeat period; a third of session_timeout_ms, as Kafka advises. Members "
+        "learn of a rebalance at their next heartbeat, and an idle worker's cost is mostly heartbeats.",
+    )
     request_timeout_ms: int = Field(default=15_000, ge=1_000, description="Broker request timeout.")
 
 

@@ -27,6 +27,7 @@ from common.metrics import (
 )
 from common.opsserver import start_ops_server
 from schema.db import database_status, make_engine
+from schema.dbwatch import SqliteWatch
 from schema.settings import Settings
 from summarizer import Summarizer, load_summarizer
 from summarizer.runtime import settle_heap
@@ -84,11 +85,13 @@ def build_consumer(settings: Settings, summarizer: Summarizer, celery_app: Celer
         executor,
         on_outcome=after_batch,
         probe=store_probe(engine, heartbeat_s=settings.worker.heartbeat_s),
+        watch=SqliteWatch.for_url(settings.database.url),
     )
 
 
 def create_celery_app(settings: Settings) -> Celery:
-    app = make_celery(settings.celery.broker_url, "condense-worker")
+    # The worker only sends notifier nudges; the Celery worker it runs in just hosts the consumer.
+    app = make_celery(settings.celery.broker_url, "condense-worker", consumes=False)
 
     class KafkaConsumerStep(bootsteps.StartStopStep):
         requires = ("celery.worker.components:Pool",)

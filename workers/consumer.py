@@ -40,6 +40,7 @@ from kafka.errors import (
 from sqlalchemy import Engine
 
 from common.metrics import CONSUMER_LAG, CONSUMER_RECOVERIES
+from schema.dbwatch import Signature, SqliteWatch
 from schema.models import utcnow
 from schema.settings import Settings
 from schema.store import queue
@@ -63,6 +64,10 @@ _IDLE_PAUSE_S = 0.35
 # Idle, the glance covers one fetch of the broker's 5 ms wait rather than three or four: those
 # fetches are most of what an idle worker spends.
 _IDLE_GLANCE_MS = 10
+# Where the database is a SQLite file (the embedded stack), an idle loop waits this long for a
+# commit instead of the pause above: every job reaches Kafka through commits (the submit, then the
+# relay's publication), so a quiet file means nothing new, and a commit wakes the loop at once.
+_WATCHED_IDLE_PAUSE_S = 5.0
 # How often a lane may ask the database whether work is waiting for it.
 _STALL_CHECK_EVERY_S = 5.0
 # A suspicion is confirmed only after this many polls of the lane, so that the fetch it rests on
@@ -170,6 +175,7 @@ class BatchConsumer:
         on_outcome: Callable[[BatchOutcome], None] | None = None,
         interactive_glance_ms: int = _INTERACTIVE_GLANCE_MS,
         probe: LaneProbe | None = None,
+        watch: SqliteWatch | None = None,
         clock: Callable[[], float] = time.monotonic,
         jitter: Callable[[], float] = random.random,
     ) -> None:
@@ -180,6 +186,7 @@ class BatchConsumer:
         # busy the host is, and the lane priority they check must not hinge on that.
         self.interactive_glance_ms = interactive_glance_ms
         self.probe = probe
+        self.watch = watch
         self.clock = clock
         self.jitter = jitter
         self._lanes: dict[str, _Lane] = {}
@@ -312,11 +319,12 @@ class BatchConsumer:
     def run(self, stop: threading.Event) -> None:
         backoff = 0.5
         while not stop.is_set():
+            seen = self.watch.signature() if self.watch is not None else None
             try:
                 outcome = self.run_once()
                 backoff = 0.5
                 if outcome is None and self.idle:
-                    stop.wait(_IDLE_PAUSE_S)
+                    self._idle_wait(stop, seen)
             except BatchFailedError as exc:
                 log.warning("consumer: batch failed: %s; retrying in %.1fs", exc, backoff)
                 stop.wait(backoff)
@@ -327,6 +335,14 @@ class BatchConsumer:
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 10.0)
         self.close()
+
+    def _idle_wait(self, stop: threading.Event, seen: Signature | None) -> None:
+        if self.watch is None or seen is None:
+            stop.wait(_IDLE_PAUSE_S)
+        elif self.watch.wait(seen, stop, _WATCHED_IDLE_PAUSE_S):
+            # Something was committed, perhaps a job on its way through the relay: poll at the
+            # busy pace until the loop has been empty for a while again.
+            self._idle_since = None
 
     @staticmethod
     def _rewind(lane: _Lane) -> None:

@@ -1,4 +1,4 @@
-"""The relay's idle wait on a SQLite database: a commit anywhere ends it, a read does not."""
+"""Idle waits on a SQLite database (relay and worker): a commit anywhere ends them, a read does not."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from relay.app import SqliteWatch
+from schema.dbwatch import SqliteWatch
 from schema.db import make_engine
 from schema.settings import DatabaseSettings
 
@@ -64,3 +64,32 @@ def test_wait_ends_without_a_commit_when_stopped(tmp_path: Path) -> None:
     stop.set()
 
     assert watch.wait(watch.signature(), stop, timeout_s=86_400) is False
+
+
+def test_an_idle_worker_loop_waits_on_the_database_and_a_commit_wakes_it(tmp_path: Path) -> None:
+    from schema.settings import Settings
+    from workers.consumer import BatchConsumer
+
+    url = f"sqlite:///{tmp_path}/condense.db"
+    engine = make_engine(DatabaseSettings(url=url))
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE outbox (id INTEGER PRIMARY KEY)"))
+    watch = SqliteWatch.for_url(url)
+    assert watch is not None
+    consumer = BatchConsumer(Settings(), executor=None, watch=watch, clock=lambda: 100.0)  # type: ignore[arg-type]
+    consumer._idle_since = 0.0
+    assert consumer.idle
+
+    # Nothing committed: the wait runs to its end (here: the stop event), the loop stays idle.
+    stop = threading.Event()
+    stop.set()
+    consumer._idle_wait(stop, watch.signature())
+    assert consumer.idle
+
+    # A commit (a submit, a publication) since the round began: back to the busy pace at once.
+    seen = watch.signature()
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO outbox (id) VALUES (1)"))
+    consumer._idle_wait(threading.Event(), seen)
+    assert not consumer.idle
+    engine.dispose()
