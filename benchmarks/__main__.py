@@ -17,7 +17,7 @@ QUICK: dict[str, list[str]] = {
     "engine": ["--quick"],
     "submit": ["--duration-s", "5"],
     "sync": ["--duration-s", "5", "--requests-c1", "100"],
-    "pipeline": ["--docs", "100"],
+    "pipeline": ["--docs", "100", "--long-docs", "4"],
     "idle": ["--duration-s", "10"],
     # Already quick, and smaller uploads would fit under the limit instead of being refused.
     "upload": [],

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import random
 import statistics
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-PEPS = REPO.parent / "shared" / "eval" / "peps.jsonl"
+PEPS = REPO / "data" / "eval" / "peps.jsonl.gz"
 MODEL_CACHE = REPO / "var" / "models"
 
 
 def peps_documents(limit: int | None = None) -> list[str]:
-    """The reference PEPs when they are beside the checkout, else varied synthetic prose."""
+    """The PEPs shipped in ``data/eval`` (varied synthetic prose if they were removed)."""
     if PEPS.exists():
-        with PEPS.open(encoding="utf-8") as handle:
+        with gzip.open(PEPS, "rt", encoding="utf-8") as handle:
             docs = [json.loads(line)["document"] for line in handle if line.strip()]
         return docs[:limit] if limit else docs
     rng = random.Random(7)
@@ -32,6 +33,23 @@ def peps_documents(limit: int | None = None) -> list[str]:
 
 def first_words(text: str, words: int) -> str:
     return " ".join(text.split()[:words])
+
+
+def long_documents(count: int, words: int) -> list[str]:
+    """``count`` different documents of ``words`` words, each made of whole PEPs in its own order."""
+    docs = peps_documents()
+    out = []
+    for index in range(count):
+        order = random.Random(index).sample(docs, len(docs))
+        taken: list[str] = []
+        total = 0
+        for doc in order:
+            if total >= words:
+                break
+            taken.append(doc)
+            total += len(doc.split())
+        out.append(first_words("\n\n".join(taken), words))
+    return out
 
 
 def percentile(values: list[float], q: float) -> float:
