@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Response
 from sqlalchemy.exc import IntegrityError
 
-from common.metrics import JOB_LATENCY, JOBS, SUBMISSIONS, SUMMARY_WORDS
+from common.metrics import JOB_FAILURES, JOB_LATENCY, JOBS, SUBMISSIONS, SUMMARY_WORDS
 from gateway.deps import StateDep, TenantDep
 from gateway.errors import DEADLINE_RESPONSE, PayloadTooLargeError
 from gateway.ids import DeliveryId, JobId
@@ -23,7 +23,7 @@ from schema.storable import json_size
 from schema.store import deliveries, jobs
 from schema.store.errors import IdempotencyConflictError
 from schema.store.records import JobRecord
-from summarizer import Summarizer
+from summarizer import Summarizer, SummarizerError
 
 router = APIRouter(prefix="/v1", tags=["summaries"])
 
@@ -165,7 +165,12 @@ async def create_summary(
         timeout_s = min(body.timeout_s or gateway.request_timeout_s, gateway.max_request_timeout_s)
         started = utcnow()
         began = time.perf_counter()
-        result = await batcher.submit((body.text, params), timeout_s=timeout_s)
+        try:
+            result = await batcher.submit((body.text, params), timeout_s=timeout_s)
+        except SummarizerError as exc:
+            # The engine refused this document: nothing is stored, yet the variant's failure rate counts it.
+            JOB_FAILURES.labels(code=exc.code, variant=variant.name).inc()
+            raise
         columns.update(
             status=JobStatus.SUCCEEDED.value,
             summary=result.summary,

@@ -9,6 +9,7 @@ from dataclasses import replace
 
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client import REGISTRY
 from sqlalchemy import select
 
 from gateway.app import create_app
@@ -69,8 +70,19 @@ def stored_variants(url: str) -> dict[str, str | None]:
 def test_params_model_picks_the_variant_on_the_sync_and_the_async_path(
     variant_client: TestClient, sqlite_url: str
 ) -> None:
+    latency = {"variant": "a", "route": "sync", "status": "succeeded"}
+    before = REGISTRY.get_sample_value("condense_job_latency_seconds_count", latency) or 0
+    words_before = REGISTRY.get_sample_value("condense_summary_words_sum", {"variant": "a"}) or 0
     sync = variant_client.post("/v1/summaries", json={"text": TEXT, "mode": "sync", "params": {"model": "a"}})
     assert sync.status_code == 200, sync.text
+    assert REGISTRY.get_sample_value("condense_job_latency_seconds_count", latency) == before + 1
+    assert (
+        REGISTRY.get_sample_value("condense_summary_words_sum", {"variant": "a"}) == words_before + WORDS["a"]
+    )
+    assert (
+        REGISTRY.get_sample_value("condense_engine_tokens_per_second_count", {"variant": "a", "path": "sync"})
+        or 0
+    ) >= 1
     answer = sync.json()
     assert answer["variant"] == "a"
     assert answer["model"]["name"] == "fake-a"

@@ -6,6 +6,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 
 from common.errors import ConfigError
 from condense.models_cli import models_table
@@ -16,6 +17,8 @@ from schema.variants import pick_by_weight, split_model_param, variant_specs
 from summarizer import Summarizer, SummarizerSettings
 from summarizer.errors import InvalidParamsError, SummarizerConfigError, SummarizerUnavailableError
 from summarizer.testing import FakeSummarizer
+from workers.app import record_metrics
+from workers.execution import BatchOutcome, EndedJob, VariantRun
 from workers.variants import VariantModels
 
 
@@ -199,3 +202,41 @@ def test_models_table_shows_every_variant_and_its_load_error() -> None:
     assert "abababababab" in lines[1] and "legal@cdcdcdcd" in lines[1]
     assert lines[2].split()[:5] == ["bart", "1", "25.0%", "error", "-"]
     assert lines[3] == "bart: cannot load summarizer model '/models/bart'"
+
+
+def test_worker_metrics_carry_the_variant() -> None:
+    outcome = BatchOutcome(
+        documents=3,
+        tokens=300,
+        inference_s=0.5,
+        runs=[VariantRun("short", 2, 200, 0.25), VariantRun("long", 1, 100, 0.25)],
+        ended=[
+            EndedJob("short", "async", "succeeded", None, 2.0, 20),
+            EndedJob("long", "async", "failed", "invalid_document", 1.0, None),
+        ],
+    )
+
+    def value(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    before = {
+        "failures": value("condense_job_failures_total", code="invalid_document", variant="long"),
+        "latency": value(
+            "condense_job_latency_seconds_count", variant="short", route="async", status="succeeded"
+        ),
+        "words": value("condense_summary_words_sum", variant="short"),
+        "speed": value("condense_engine_tokens_per_second_sum", variant="short", path="async"),
+    }
+    record_metrics(outcome)
+    assert (
+        value("condense_job_failures_total", code="invalid_document", variant="long")
+        == before["failures"] + 1
+    )
+    assert (
+        value("condense_job_latency_seconds_count", variant="short", route="async", status="succeeded")
+        == before["latency"] + 1
+    )
+    assert value("condense_summary_words_sum", variant="short") == before["words"] + 20
+    assert (
+        value("condense_engine_tokens_per_second_sum", variant="short", path="async") == before["speed"] + 800
+    )
