@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 import pytest
@@ -28,6 +30,8 @@ TEXT = "Variants serve side by side. " * 4 + "Each job records the one it ran on
 # default_max_words tells the factory which variant it is building.
 WORDS = {"a": 7, "b": 40, "broken": 3}
 ADAPTERS = {"legal": "ab" * 32}
+# Every fake the factory built, by variant, so tests can see which documents each one ran.
+BUILT: dict[str, FakeSummarizer] = {}
 
 
 def variant_settings(url: str) -> Settings:
@@ -46,6 +50,7 @@ def build(settings: SummarizerSettings) -> Summarizer:
     fake.info = replace(fake.info, name=f"fake-{name}", sha256=name[0] * 64)
     if name == "b":
         fake.adapters = ADAPTERS  # type: ignore[attr-defined]
+    BUILT[name] = fake
     return fake
 
 
@@ -216,3 +221,46 @@ def test_a_batch_model_applies_to_each_document_unless_a_line_names_its_own(
         json.loads(line) for line in variant_client.get(f"/v1/batches/{batch_id}/results").text.splitlines()
     ]
     assert {(result["custom_id"], result["variant"]) for result in results} == {("plain", "b"), ("own", "a")}
+
+
+def test_the_sync_micro_batcher_batches_each_variant_on_its_own_model(variant_client: TestClient) -> None:
+    def ask(index: int) -> tuple[str, dict[str, object]]:
+        name = "ab"[index % 2]
+        text = f"Request {index} for variant {name}. " + TEXT
+        response = variant_client.post(
+            "/v1/summaries", json={"text": text, "mode": "sync", "params": {"model": name}}
+        )
+        assert response.status_code == 200, response.text
+        return name, response.json()
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(ask, range(16)))
+    for name, answer in answers:
+        assert (answer["variant"], answer["model"]["name"]) == (name, f"fake-{name}")
+    for name in ("a", "b"):
+        # The warm-up call aside, every batch a model ran held only its own variant's requests.
+        asked = [doc for call in BUILT[name].calls[1:] for doc in call]
+        assert len(asked) == 8
+        assert all(f"for variant {name}." in doc for doc in asked)
+
+
+def test_models_list_a_loading_variant_from_its_settings(sqlite_url: str) -> None:
+    release = threading.Event()
+
+    def held(settings: SummarizerSettings) -> Summarizer:
+        release.wait(timeout=30)
+        return build(settings)
+
+    try:
+        with TestClient(create_app(variant_settings(sqlite_url), summarizer_factory=held)) as client:
+            listed = client.get("/v1/models").json()["data"]
+            assert [(v["name"], v["status"], v["loaded"]) for v in listed] == [
+                ("a", "loading", False),
+                ("b", "loading", False),
+                ("broken", "loading", False),
+            ]
+            assert {(v["kind"], v["backend"], v["sha256"]) for v in listed} == {("extractive", "auto", None)}
+            assert client.get("/readyz").status_code == 503
+            release.set()
+    finally:
+        release.set()
