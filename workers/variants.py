@@ -10,6 +10,7 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 
+from schema.settings import DEFAULT_VARIANT
 from schema.store.records import JobRecord
 from schema.variants import VariantSpec, pick_by_weight
 from summarizer import Summarizer, SummarizerSettings, load_summarizer
@@ -35,8 +36,6 @@ class VariantModels:
     @classmethod
     def single(cls, summarizer: Summarizer) -> VariantModels:
         """One model for whatever variant a job names (a worker without variants, tests)."""
-        from schema.settings import DEFAULT_VARIANT
-
         models = cls([VariantSpec(DEFAULT_VARIANT, 1.0, 1.0, SummarizerSettings())])
         models._only = summarizer
         return models
