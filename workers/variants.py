@@ -14,7 +14,7 @@ from schema.settings import DEFAULT_VARIANT
 from schema.store.records import JobRecord
 from schema.variants import VariantSpec, pick_by_weight
 from summarizer import Summarizer, SummarizerSettings, load_summarizer
-from summarizer.errors import SummarizerUnavailableError
+from summarizer.errors import SummarizerConfigError, SummarizerUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,21 @@ class VariantModels:
         """One model for whatever variant a job names (a worker without variants, tests)."""
         models = cls([VariantSpec(DEFAULT_VARIANT, 1.0, 1.0, SummarizerSettings())])
         models._only = summarizer
+        return models
+
+    @classmethod
+    def at_start(cls, specs: Sequence[VariantSpec], *, load: Loader = load_summarizer) -> VariantModels:
+        """Every variant loaded now; one that fails is left to fail its jobs retryably, the others run.
+
+        Raises :class:`SummarizerConfigError` when none loads: the worker then fails to start, as
+        with a broken model before variants, and the jobs wait in the queue instead of burning
+        their retries on a worker that can run nothing.
+        """
+        models = cls(specs, load=load)
+        statuses = models.load_all()
+        if "ok" not in statuses.values():
+            failures = "; ".join(f"{name}: {status}" for name, status in statuses.items())
+            raise SummarizerConfigError(f"no model variant could be loaded ({failures})")
         return models
 
     def variant_of(self, job: JobRecord) -> str:

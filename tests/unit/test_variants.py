@@ -153,6 +153,18 @@ def test_a_variant_that_fails_to_load_fails_its_jobs_retryably_and_spares_the_ot
         models.get("retired")
 
 
+def test_a_worker_with_no_loadable_variant_refuses_to_start() -> None:
+    (spec,) = variant_specs(Settings())
+    with pytest.raises(
+        SummarizerConfigError, match=r"no model variant could be loaded \(default: .*weights are gone"
+    ):
+        VariantModels.at_start([spec], load=Loads(fail_for=spec.summarizer.default_max_words))
+    loads = Loads(fail_for=20)
+    models = VariantModels.at_start(variant_specs(three_way()), load=loads)
+    assert sorted(loads.loaded) == [20, 80, 80, 300]
+    assert models.get("control").validate_params({}).max_words == 80
+
+
 def test_old_rows_without_a_variant_are_routed_by_their_id() -> None:
     specs = variant_specs(three_way())
     models = VariantModels(specs, load=Loads())
