@@ -24,7 +24,27 @@ HTTP_LATENCY = Histogram(
 )
 SUBMISSIONS = Counter("condense_submissions", "Jobs accepted, by route (sync or async).", ["route"])
 JOBS = Counter("condense_jobs", "Jobs reaching a status, by status and route.", ["status", "route"])
-JOB_FAILURES = Counter("condense_job_failures", "Jobs failed, by error code.", ["code"])
+JOB_FAILURES = Counter(
+    "condense_job_failures", "Jobs failed, by error code and model variant.", ["code", "variant"]
+)
+JOB_LATENCY = Histogram(
+    "condense_job_latency_seconds",
+    "Time from submit to a job's final status, by model variant, route and status.",
+    ["variant", "route", "status"],
+    buckets=_LONG_BUCKETS_S,
+)
+ENGINE_TOKENS_PER_SECOND = Histogram(
+    "condense_engine_tokens_per_second",
+    "Input tokens the engine got through per second of one inference batch, by model variant and path.",
+    ["variant", "path"],
+    buckets=(100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000),
+)
+SUMMARY_WORDS = Histogram(
+    "condense_summary_words",
+    "Words per summary written, by model variant.",
+    ["variant"],
+    buckets=(5, 10, 25, 50, 100, 200, 400, 800, 1_600, 3_200),
+)
 CONSUMER_LAG = Gauge(
     "condense_kafka_consumer_lag", "Messages not yet consumed, per partition.", ["topic", "partition"]
 )

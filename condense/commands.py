@@ -145,8 +145,9 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     revoke.add_argument("key_id")
     revoke.set_defaults(handler=_keys_revoke)
 
-    from condense import batch_cli
+    from condense import batch_cli, models_cli
     from summarizer import cli as summarizer_cli
 
     summarizer_cli.add_arguments(commands, lambda settings: settings.summarizer)
     batch_cli.add_arguments(commands)
+    models_cli.add_arguments(commands)

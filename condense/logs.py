@@ -20,6 +20,7 @@ _CONTEXT_FIELDS = (
     "delivery_id",
     "status",
     "error_code",
+    "variant",
     "duration_s",
 )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -13,7 +14,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from common.metrics import INFERENCE_SECONDS
+from common.metrics import ENGINE_TOKENS_PER_SECOND, INFERENCE_SECONDS
 from gateway.auth import Authenticator, is_loopback_host
 from gateway.batches import router as batches_router
 from gateway.bodylimit import BodyLimitMiddleware
@@ -23,39 +24,56 @@ from gateway.errors import ERROR_RESPONSES, GatewayConfigError, install_error_ha
 from gateway.microbatch import MicroBatcher
 from gateway.observability import install_metrics
 from gateway.routes import router
-from gateway.state import GatewayState
+from gateway.state import GatewayState, VariantRuntime
 from gateway.submit import GroupCommitter
+from gateway.variants import router as variants_router
 from schema.db import make_async_engine
 from schema.settings import BatchUploadSettings, Settings
-from summarizer import Summarizer, SummarizerError, SummaryParams, load_summarizer
+from schema.variants import variant_specs
+from summarizer import (
+    Summarizer,
+    SummarizerError,
+    SummarizerSettings,
+    SummaryParams,
+    SummaryResult,
+    load_summarizer,
+)
 from summarizer.params import params_validator
 from summarizer.runtime import settle_heap
 
 log = logging.getLogger(__name__)
 
-SummarizerFactory = Callable[[Settings], Summarizer]
+# Builds one variant's model from its summarizer settings (tests pass an in-memory one).
+SummarizerFactory = Callable[[SummarizerSettings], Summarizer]
 
 
-def _load_from_settings(settings: Settings) -> Summarizer:
-    return load_summarizer(settings.summarizer)
+def _warm_up(summarizer: Summarizer) -> None:
+    # One throwaway inference so the first real request does not pay for lazy initialisation.
+    summarizer.summarize_batch(
+        ["Warm-up sentence one. Warm-up sentence two."], summarizer.validate_params({})
+    )
 
 
-async def _load_model(state: GatewayState, factory: SummarizerFactory) -> None:
+async def _load_variant(state: GatewayState, variant: VariantRuntime, factory: SummarizerFactory) -> None:
     try:
-        summarizer = await asyncio.to_thread(factory, state.settings)
-        # One throwaway inference so the first real request does not pay for lazy initialisation.
-        params = summarizer.validate_params({})
-        await asyncio.to_thread(
-            summarizer.summarize_batch, ["Warm-up sentence one. Warm-up sentence two."], params
-        )
+        summarizer = await asyncio.to_thread(factory, variant.spec.summarizer)
+        await asyncio.to_thread(_warm_up, summarizer)
     except Exception as exc:
-        log.exception("the summarization model failed to load")
-        state.model_error = str(exc)
+        # Only this variant's requests suffer; the others load and serve as usual.
+        log.exception("the model of variant %r failed to load", variant.name)
+        variant.error = str(exc)
         return
     micro = state.settings.gateway.micro_batch
+    name = variant.name
 
     def run_batch(items: list[tuple[str, SummaryParams]]) -> list[Any]:
-        return list(summarizer.summarize_batch([doc for doc, _ in items], [params for _, params in items]))
+        began = time.perf_counter()
+        results = list(summarizer.summarize_batch([doc for doc, _ in items], [params for _, params in items]))
+        seconds = time.perf_counter() - began
+        tokens = sum(result.input_tokens for result in results if isinstance(result, SummaryResult))
+        if tokens and seconds > 0:
+            ENGINE_TOKENS_PER_SECOND.labels(variant=name, path="sync").observe(tokens / seconds)
+        return results
 
     batcher: MicroBatcher[tuple[str, SummaryParams], Any] = MicroBatcher(
         run_batch=run_batch,
@@ -68,10 +86,17 @@ async def _load_model(state: GatewayState, factory: SummarizerFactory) -> None:
         on_batch=lambda _size, _tokens, seconds: INFERENCE_SECONDS.labels(path="sync").observe(seconds),
     )
     await batcher.start()
-    state.summarizer = summarizer
-    state.batcher = batcher
-    settle_heap()
-    log.info("model ready: %s", summarizer.info.as_dict())
+    variant.summarizer = summarizer
+    variant.batcher = batcher
+    log.info("model of variant %r ready: %s", name, summarizer.info.as_dict())
+
+
+async def _load_models(state: GatewayState, factory: SummarizerFactory) -> None:
+    # One after another: loads side by side would only fight over the same cores and memory.
+    for variant in state.variants.values():
+        await _load_variant(state, variant, factory)
+    if any(variant.ready for variant in state.variants.values()):
+        settle_heap()
 
 
 async def _db_status(engine: AsyncEngine) -> str:
@@ -100,7 +125,7 @@ def upload_body_limit(limits: BatchUploadSettings) -> int:
 
 
 def create_app(settings: Settings, *, summarizer_factory: SummarizerFactory | None = None) -> FastAPI:
-    factory = summarizer_factory or _load_from_settings
+    factory = summarizer_factory or load_summarizer
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -126,24 +151,31 @@ def create_app(settings: Settings, *, summarizer_factory: SummarizerFactory | No
             max_rows=settings.database.group_commit_max_rows,
         )
         state = GatewayState(
-            settings=settings, engine=engine, committer=committer, auth=auth, endpoints=EndpointCache(engine)
+            settings=settings,
+            engine=engine,
+            committer=committer,
+            auth=auth,
+            endpoints=EndpointCache(engine),
+            variants={spec.name: VariantRuntime(spec) for spec in variant_specs(settings)},
         )
         app.state.gateway = state
-        try:
-            # Before serving, and in a moment (no weights): async submissions and uploads need only
-            # these rules, so they are accepted while the model itself loads.
-            state.params = await asyncio.to_thread(params_validator, settings.summarizer)
-        except SummarizerError as exc:
-            log.error("cannot read the parameter rules of the configured model: %s", exc)
-        loader = asyncio.create_task(_load_model(state, factory))
+        for variant in state.variants.values():
+            try:
+                # Before serving, and in a moment (no weights): async submissions and uploads need
+                # only these rules, so they are accepted while the models themselves load.
+                variant.params = await asyncio.to_thread(params_validator, variant.spec.summarizer)
+            except SummarizerError as exc:
+                log.error("cannot read the parameter rules of variant %r: %s", variant.name, exc)
+        loader = asyncio.create_task(_load_models(state, factory))
         state.background.add(loader)
         try:
             yield
         finally:
             loader.cancel()
             await asyncio.gather(loader, return_exceptions=True)
-            if state.batcher is not None:
-                await state.batcher.stop()
+            for variant in state.variants.values():
+                if variant.batcher is not None:
+                    await variant.batcher.stop()
             await committer.close()
             await engine.dispose()
 
@@ -166,14 +198,19 @@ def create_app(settings: Settings, *, summarizer_factory: SummarizerFactory | No
     # The upload route parses its own body (gateway.multipart), with batches.max_files as its limit.
     app.include_router(batches_router, responses=ERROR_RESPONSES)
     app.include_router(endpoints_router, responses=ERROR_RESPONSES)
+    app.include_router(variants_router, responses=ERROR_RESPONSES)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> JSONResponse:
         state: GatewayState = app.state.gateway
         components: dict[str, Any] = {"gateway": "ok", "db": await _db_status(state.engine)}
         components["model"] = state.model_status
-        if state.model_error:
-            components["model_error"] = state.model_error
+        errors = {variant.name: variant.error for variant in state.variants.values() if variant.error}
+        if errors:
+            # One variant keeps the message it always had; several are told apart by name.
+            components["model_error"] = next(iter(errors.values())) if len(state.variants) == 1 else errors
+        if len(state.variants) > 1:
+            components["variants"] = {variant.name: variant.status for variant in state.variants.values()}
         components["broker"] = await _broker_status(state.settings.kafka.bootstrap_servers)
         return JSONResponse({"status": "ok", "components": components})
 
@@ -185,7 +222,8 @@ def create_app(settings: Settings, *, summarizer_factory: SummarizerFactory | No
     async def readyz() -> JSONResponse:
         state: GatewayState = app.state.gateway
         checks = {"db": await _db_status(state.engine), "model": state.model_status}
-        ready = checks["db"] == "ok" and checks["model"] == "ready"
+        # A variant that failed to load does not hold back the others: its own requests get 503s.
+        ready = checks["db"] == "ok" and checks["model"] in ("ready", "partial")
         status = 200 if ready else 503
         return JSONResponse(
             {"ready": ready, "checks": checks}, status_code=status, headers=retry_after_headers(status)

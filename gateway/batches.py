@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import EmailStr, TypeAdapter, ValidationError
 
 from gateway.deps import StateDep, TenantDep
-from gateway.errors import InvalidRequestError, PayloadTooLargeError
+from gateway.errors import InvalidRequestError, PayloadTooLargeError, UnknownModelError
 from gateway.ids import BatchId
 from gateway.multipart import UploadForm, parse_upload_form
 from gateway.pagination import decode_cursor, encode_cursor
@@ -20,7 +20,7 @@ from gateway.uploads import Document, parse_json, parse_upload
 from gateway.uploads import UploadFile as UploadedFile
 from gateway.webhooks import resolve_webhook
 from schema.api import BatchCounts, BatchPublic, WebhookTarget
-from schema.models import Lane
+from schema.models import Lane, new_id
 from schema.settings import BatchUploadSettings, Settings
 from schema.storable import json_problem, json_size
 from schema.store import batches, jobs
@@ -142,15 +142,7 @@ async def create_batch(request: Request, state: StateDep, tenant: TenantDep) -> 
         documents: list[Document] = await asyncio.to_thread(_read_documents, form, settings.batches)
     finally:
         form.spool.close()
-    validated = []
-    for document in documents:
-        try:
-            # The settings' rules while the model loads: uploads are queued work and need no model here.
-            merged = state.validate_params({**shared_params, **document.params})
-        except SummarizerError as exc:
-            raise InvalidRequestError(f"{document.custom_id}: {exc.message}", code=exc.code) from exc
-        validated.append(merged.model_dump(exclude_none=True))
-
+    new_jobs = []
     batch = batches.new_batch(
         tenant=tenant,
         total=len(documents),
@@ -160,19 +152,30 @@ async def create_batch(request: Request, state: StateDep, tenant: TenantDep) -> 
         webhook_secret=webhook_secret,
         email=email,
     )
-    new_jobs = [
-        jobs.new_job(
-            tenant=tenant,
-            text=document.text,
-            lane=Lane.BULK.value,
-            params=job_params,
-            batch_id=batch.id,
-            custom_id=document.custom_id,
-            created_at=batch.created_at,
-            updated_at=batch.created_at,
+    for document in documents:
+        # params.model on the batch (or on a JSONL line) picks the variant; without it each
+        # document is routed by its own id, so a batch spreads over the variants like single jobs.
+        job_id = new_id()
+        try:
+            variant, own_params = state.route(job_id, {**shared_params, **document.params})
+            # The settings' rules while the model loads: uploads are queued work and need no model here.
+            merged = variant.validate_params(own_params)
+        except (SummarizerError, UnknownModelError) as exc:
+            raise InvalidRequestError(f"{document.custom_id}: {exc.message}", code=exc.code) from exc
+        new_jobs.append(
+            jobs.new_job(
+                id=job_id,
+                tenant=tenant,
+                text=document.text,
+                lane=Lane.BULK.value,
+                params=merged.model_dump(exclude_none=True),
+                variant=variant.name,
+                batch_id=batch.id,
+                custom_id=document.custom_id,
+                created_at=batch.created_at,
+                updated_at=batch.created_at,
+            )
         )
-        for document, job_params in zip(documents, validated, strict=True)
-    ]
     await state.write(batches.create, batch, new_jobs, topic_for=state.topic_for)
     public = _batch_public(batch, StoredCounts(queued=len(new_jobs)))
     return JSONResponse(
@@ -231,6 +234,7 @@ async def batch_results(batch_id: BatchId, state: StateDep, tenant: TenantDep) -
                         "job_id": result.job_id,
                         "status": result.status,
                         "summary": result.summary,
+                        "variant": result.variant,
                         "error": (
                             {"code": result.error_code, "message": result.error_message or ""}
                             if result.error_code

@@ -57,6 +57,12 @@ class UnavailableError(GatewayError):
         self.retry_after_s = retry_after_s
 
 
+class UnknownModelError(GatewayError):
+    """``params.model`` names no configured variant."""
+
+    code = "unknown_model"
+
+
 class GatewayConfigError(GatewayError):
     code = "config_error"
 
@@ -65,6 +71,7 @@ STATUS_FOR_CODE: dict[str, int] = {
     # requests that cannot succeed as sent
     "invalid_request": 422,
     "invalid_params": 422,
+    "unknown_model": 422,
     "invalid_document": 422,
     "invalid_upload": 422,
     "invalid_webhook_url": 422,

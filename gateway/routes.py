@@ -10,20 +10,20 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Response
 from sqlalchemy.exc import IntegrityError
 
-from common.metrics import JOBS, SUBMISSIONS
+from common.metrics import JOB_FAILURES, JOB_LATENCY, JOBS, SUBMISSIONS, SUMMARY_WORDS
 from gateway.deps import StateDep, TenantDep
 from gateway.errors import DEADLINE_RESPONSE, PayloadTooLargeError
 from gateway.ids import DeliveryId, JobId
 from gateway.pagination import decode_cursor, encode_cursor
-from gateway.state import GatewayState
+from gateway.state import GatewayState, VariantRuntime
 from gateway.webhooks import resolve_webhook
 from schema.api import SummaryJobCreate, SummaryJobList, SummaryJobPublic, job_to_public
-from schema.models import JobStatus, Route, utcnow
+from schema.models import JobStatus, Route, new_id, utcnow
 from schema.storable import json_size
 from schema.store import deliveries, jobs
 from schema.store.errors import IdempotencyConflictError
 from schema.store.records import JobRecord
-from summarizer import Summarizer
+from summarizer import Summarizer, SummarizerError
 
 router = APIRouter(prefix="/v1", tags=["summaries"])
 
@@ -39,19 +39,19 @@ def _request_hash(body: SummaryJobCreate) -> str:
 
 
 def _choose_route(
-    state: GatewayState, summarizer: Summarizer | None, body: SummaryJobCreate
+    state: GatewayState, variant: VariantRuntime, summarizer: Summarizer | None, body: SummaryJobCreate
 ) -> tuple[Route, int]:
     """Pick sync or async by token count; returns the route and the tokens counted (0 if skipped).
 
-    Without a model (still loading, or failed) auto goes async, since a worker's model will run it,
-    and sync is a 503.
+    Without the variant's model (still loading, or failed) auto goes async, since a worker's model
+    will run it, and sync is a 503.
     """
     gateway = state.settings.gateway
     if body.mode == "async":
         return Route.ASYNC, 0
     if summarizer is None:
         if body.mode == "sync":
-            raise state.model_unavailable()
+            raise variant.unavailable()
         return Route.ASYNC, 0
     limit = gateway.sync_max_tokens if body.mode == "sync" else gateway.sync_threshold_tokens
     tokens = 0
@@ -133,18 +133,22 @@ async def create_summary(
         existing = await state.read(jobs.find_by_idempotency_key, tenant, idempotency_key)
         if existing is not None:
             return _replay(existing, request_hash)
+    job_id = new_id()
+    variant, own_params = state.route(job_id, body.params)
     # Read once: the loader may finish between two reads, and this request must use one view of it.
-    summarizer, batcher = state.summarizer, state.batcher
+    summarizer, batcher = variant.summarizer, variant.batcher
     model = summarizer if batcher is not None else None
-    params = model.validate_params(body.params) if model is not None else state.validate_params(body.params)
+    params = model.validate_params(own_params) if model is not None else variant.validate_params(own_params)
     webhook = await resolve_webhook(
         state,
         tenant,
         body.webhook.url if body.webhook else None,
         body.webhook.secret if body.webhook else None,
     )
-    route, tokens = _choose_route(state, model, body)
+    route, tokens = _choose_route(state, variant, model, body)
     columns: dict[str, Any] = {
+        "id": job_id,
+        "variant": variant.name,
         "route": route.value,
         "input_tokens": tokens,
         "params": params.model_dump(exclude_none=True),
@@ -161,7 +165,12 @@ async def create_summary(
         timeout_s = min(body.timeout_s or gateway.request_timeout_s, gateway.max_request_timeout_s)
         started = utcnow()
         began = time.perf_counter()
-        result = await batcher.submit((body.text, params), timeout_s=timeout_s)
+        try:
+            result = await batcher.submit((body.text, params), timeout_s=timeout_s)
+        except SummarizerError as exc:
+            # The engine refused this document: nothing is stored, yet the variant's failure rate counts it.
+            JOB_FAILURES.labels(code=exc.code, variant=variant.name).inc()
+            raise
         columns.update(
             status=JobStatus.SUCCEEDED.value,
             summary=result.summary,
@@ -175,6 +184,10 @@ async def create_summary(
             started_at=started,
             finished_at=utcnow(),
         )
+        JOB_LATENCY.labels(variant=variant.name, route="sync", status="succeeded").observe(
+            time.perf_counter() - began
+        )
+        SUMMARY_WORDS.labels(variant=variant.name).observe(len(result.summary.split()))
     job = jobs.new_job(tenant=tenant, text=body.text, **columns)
     try:
         await _store(state, job)

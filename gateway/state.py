@@ -1,9 +1,9 @@
-"""What every request handler reaches: the settings, the database, the committer, the model."""
+"""What every request handler reaches: the settings, the database, the committer, the models."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -12,10 +12,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.auth import Authenticator
 from gateway.endpoint_cache import EndpointCache
-from gateway.errors import UnavailableError
+from gateway.errors import UnavailableError, UnknownModelError
 from gateway.microbatch import MicroBatcher
 from gateway.submit import GroupCommitter
 from schema.settings import Settings
+from schema.variants import VariantSpec, pick_by_weight, split_model_param
 from summarizer import Summarizer, SummaryParams
 from summarizer.params import ParamsValidator
 
@@ -27,39 +28,41 @@ MODEL_LOADING_RETRY_AFTER_S = 5.0
 
 
 @dataclass
-class GatewayState:
-    settings: Settings
-    engine: AsyncEngine
-    committer: GroupCommitter
-    auth: Authenticator
-    endpoints: EndpointCache
+class VariantRuntime:
+    """One variant in this process: its settings, its parameter rules and, once loaded, its model."""
+
+    spec: VariantSpec
     summarizer: Summarizer | None = None
     batcher: MicroBatcher[tuple[str, SummaryParams], Any] | None = None
-    model_error: str | None = None
+    error: str | None = None
     # The parameter rules from the settings alone, ready long before the model: queued work
     # (async jobs, batches) is validated with them while the model loads.
     params: ParamsValidator | None = None
-    background: set[asyncio.Task[Any]] = field(default_factory=set)
 
     @property
-    def model_ready(self) -> bool:
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def ready(self) -> bool:
         return self.summarizer is not None and self.batcher is not None
 
     @property
-    def model_status(self) -> str:
-        return "ready" if self.model_ready else ("error" if self.model_error else "loading")
+    def status(self) -> str:
+        return "ready" if self.ready else ("error" if self.error else "loading")
 
-    def model_unavailable(self) -> UnavailableError:
-        """What a request that needs this process's model hears while there is none."""
-        if self.model_error is not None:
+    def unavailable(self) -> UnavailableError:
+        """What a request that needs this variant's model hears while there is none."""
+        if self.error is not None:
             return UnavailableError(
-                "the summarization model failed to load; retry later or on another replica"
+                f"the model of variant {self.name!r} failed to load; retry later or on another replica"
             )
         return UnavailableError(
-            "the model is still loading; retry shortly", retry_after_s=MODEL_LOADING_RETRY_AFTER_S
+            f"the model of variant {self.name!r} is still loading; retry shortly",
+            retry_after_s=MODEL_LOADING_RETRY_AFTER_S,
         )
 
-    def validate_params(self, params: dict[str, Any]) -> SummaryParams:
+    def validate_params(self, params: Mapping[str, Any]) -> SummaryParams:
         """Check ``params`` with the loaded model, or before it is loaded with the rules from the settings.
 
         Raises :class:`InvalidParamsError` (422), or :class:`UnavailableError` (503) when not even the
@@ -68,8 +71,46 @@ class GatewayState:
         if self.summarizer is not None:
             return self.summarizer.validate_params(params)
         if self.params is None:
-            raise self.model_unavailable()
+            raise self.unavailable()
         return self.params.validate(params)
+
+
+@dataclass
+class GatewayState:
+    settings: Settings
+    engine: AsyncEngine
+    committer: GroupCommitter
+    auth: Authenticator
+    endpoints: EndpointCache
+    #: Every configured variant by name, in configuration order.
+    variants: dict[str, VariantRuntime] = field(default_factory=dict)
+    background: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    @property
+    def model_status(self) -> str:
+        """ready (every variant), partial (some failed, the rest ready), loading, or error (all failed)."""
+        statuses = {variant.status for variant in self.variants.values()}
+        if not statuses or "loading" in statuses:
+            return "loading"
+        if statuses == {"ready"}:
+            return "ready"
+        return "partial" if "ready" in statuses else "error"
+
+    def route(self, job_id: str, params: Mapping[str, Any]) -> tuple[VariantRuntime, dict[str, Any]]:
+        """The variant of a new job and its params without ``model``.
+
+        The one ``params.model`` names, else the weights' pick for ``job_id``; raises
+        :class:`UnknownModelError` (422) for a name that is not configured.
+        """
+        named, rest = split_model_param(params)
+        if named is None:
+            named = pick_by_weight(job_id, [variant.spec for variant in self.variants.values()])
+        variant = self.variants.get(named)
+        if variant is None:
+            raise UnknownModelError(
+                f"params.model: no model variant {named!r}; known: {', '.join(self.variants)}"
+            )
+        return variant, rest
 
     @property
     def topic_for(self) -> dict[str, str]:

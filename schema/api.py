@@ -97,6 +97,10 @@ class SummaryJobPublic(BaseModel):
     error: JobError | None
     progress: Progress
     model: dict[str, Any] | None
+    variant: str | None = Field(
+        default=None,
+        description="The model variant the job was routed to; null on jobs from before variants.",
+    )
     params: dict[str, Any]
     metadata: dict[str, Any]
     batch_id: str | None = None
@@ -127,6 +131,29 @@ class BatchPublic(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
+class ModelVariantPublic(BaseModel):
+    """One model variant as ``GET /v1/models`` lists it; model fields are null until it has loaded."""
+
+    name: str
+    weight: float = Field(description="Configured weight.")
+    share: float = Field(description="Fraction of the jobs routed by weight that go here.")
+    status: Literal["loading", "ready", "error"]
+    loaded: bool
+    error: str | None = None
+    kind: str | None = Field(default=None, description="extractive or abstractive.")
+    model: str = Field(description="The model's name once loaded, else the summarizer.model setting.")
+    sha256: str | None = Field(default=None, description="SHA-256 of the model's weights.")
+    backend: str
+    quantization: str | None = None
+    device: str | None = None
+    engine_version: str | None = None
+    adapters: dict[str, str] = Field(default_factory=dict, description="Adapter name to its SHA-256.")
+
+
+class ModelVariantList(BaseModel):
+    data: list[ModelVariantPublic]
+
+
 def job_to_public(job: JobRecord) -> SummaryJobPublic:
     error = JobError(code=job.error_code, message=job.error_message or "") if job.error_code else None
     return SummaryJobPublic(
@@ -141,6 +168,7 @@ def job_to_public(job: JobRecord) -> SummaryJobPublic:
         error=error,
         progress=Progress(done=job.progress_done or 0, total=job.progress_total or 0),
         model=job.model,
+        variant=job.variant,
         params=job.params or {},
         metadata=job.metadata or {},
         batch_id=job.batch_id,

@@ -158,6 +158,8 @@ class SummaryJob(Base):
     summary: Mapped[str | None] = mapped_column(Text, default=None)
     # BCP 47 code of the document's language as the engine detected it ("und" when unsure).
     language: Mapped[str | None] = mapped_column(String(16), default=None)
+    # The model variant chosen at submit (settings.variants); NULL on rows from before variants.
+    variant: Mapped[str | None] = mapped_column(String(64), default=None)
     error_code: Mapped[str | None] = mapped_column(String(64), default=None)
     error_message: Mapped[str | None] = mapped_column(Text, default=None)
     attempts: Mapped[int] = mapped_column(Integer, default=0)

@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from common.errors import ConfigError
@@ -263,6 +270,46 @@ class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
 
 
+# Lower case only: names also arrive through CONDENSE_VARIANTS__<NAME>__..., which are case-blind.
+VARIANT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+# What the summarizer section alone is called when no variants are configured.
+DEFAULT_VARIANT = "default"
+
+
+class VariantSettings(_Section):
+    weight: float = Field(
+        default=1.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="Share of the jobs routed here by weight (relative to the other variants); 0 serves "
+        "only requests that name this variant in params.model.",
+    )
+    summarizer: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Keys of the summarizer section that differ for this variant (model, backend, ...); "
+        "the rest comes from the summarizer section.",
+    )
+
+    @field_validator("summarizer")
+    @classmethod
+    def _known_summarizer_keys(cls, value: dict[str, Any]) -> dict[str, Any]:
+        known = SummarizerSettings.model_fields
+        for key in value:
+            if key not in known:
+                close = difflib.get_close_matches(key, known, n=1)
+                raise ValueError(
+                    f"unknown summarizer key {key!r}" + (f"; did you mean {close[0]!r}?" if close else "")
+                )
+        try:
+            checked = SummarizerSettings.model_validate(value)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            raise ValueError(f"{where}: {first['msg']}") from None
+        # The checked values, not the raw ones: environment variables arrive as strings.
+        return {key: getattr(checked, key) for key in value}
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="CONDENSE_",
@@ -276,6 +323,12 @@ class Settings(BaseSettings):
     celery: CelerySettings = Field(default_factory=CelerySettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     summarizer: SummarizerSettings = Field(default_factory=SummarizerSettings)
+    variants: dict[str, VariantSettings] = Field(
+        default_factory=dict,
+        description="Named models served side by side (A/B tests), each the summarizer section with its "
+        "own overrides; jobs go to one by params.model or else by weight. Empty: one variant, "
+        f"{DEFAULT_VARIANT!r}, from the summarizer section.",
+    )
     relay: RelaySettings = Field(default_factory=RelaySettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     notifier: NotifierSettings = Field(default_factory=NotifierSettings)
@@ -289,6 +342,29 @@ class Settings(BaseSettings):
         if not value.strip():
             raise ValueError("must not be empty")
         return value
+
+    @field_validator("variants")
+    @classmethod
+    def _variant_names_and_weights(cls, value: dict[str, VariantSettings]) -> dict[str, VariantSettings]:
+        for name in value:
+            if not VARIANT_NAME.fullmatch(name):
+                raise ValueError(
+                    f"variant name {name!r} is not a slug (lower-case letters, digits, '-' and '_', "
+                    "at most 64, starting with a letter or digit)"
+                )
+        if value and sum(variant.weight for variant in value.values()) <= 0:
+            raise ValueError("the weights of the variants must add up to more than 0")
+        return value
+
+    def variant_summarizers(self) -> dict[str, SummarizerSettings]:
+        """The summarizer settings of each variant, in configuration order."""
+        if not self.variants:
+            return {DEFAULT_VARIANT: self.summarizer}
+        base = self.summarizer.model_dump()
+        return {
+            name: SummarizerSettings.model_validate({**base, **variant.summarizer})
+            for name, variant in self.variants.items()
+        }
 
     @classmethod
     def settings_customise_sources(

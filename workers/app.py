@@ -20,20 +20,25 @@ from common.celeryapp import DELIVER_NOTIFICATION, NOTIFY_QUEUE, make_celery
 from common.metrics import (
     BATCH_DOCUMENTS,
     BATCH_TOKENS,
+    ENGINE_TOKENS_PER_SECOND,
     INFERENCE_SECONDS,
     JOB_FAILURES,
+    JOB_LATENCY,
     JOBS,
     QUEUE_WAIT_SECONDS,
+    SUMMARY_WORDS,
 )
 from common.opsserver import start_ops_server
 from schema.db import database_status, make_engine
 from schema.dbwatch import SqliteWatch
 from schema.settings import Settings
-from summarizer import Summarizer, load_summarizer
+from schema.variants import variant_specs
+from summarizer import Summarizer
 from summarizer.runtime import settle_heap
 from workers.consumer import BatchConsumer, store_probe
 from workers.execution import BatchOutcome, JobExecutor
 from workers.retry import RetryPolicy
+from workers.variants import VariantModels
 
 log = logging.getLogger(__name__)
 
@@ -48,22 +53,35 @@ def record_metrics(outcome: BatchOutcome) -> None:
     ):
         if ids:
             JOBS.labels(status=status, route="async").inc(len(ids))
-    for code in outcome.failure_codes:
-        JOB_FAILURES.labels(code=code).inc()
+    for ended in outcome.ended:
+        if ended.error_code is not None:
+            JOB_FAILURES.labels(code=ended.error_code, variant=ended.variant).inc()
+        JOB_LATENCY.labels(variant=ended.variant, route=ended.route, status=ended.status).observe(
+            ended.latency_s
+        )
+        if ended.summary_words is not None:
+            SUMMARY_WORDS.labels(variant=ended.variant).observe(ended.summary_words)
     if outcome.documents:
         BATCH_DOCUMENTS.observe(outcome.documents)
         BATCH_TOKENS.observe(outcome.tokens)
         INFERENCE_SECONDS.labels(path="async").observe(outcome.inference_s)
+    for run in outcome.runs:
+        if run.tokens and run.inference_s > 0:
+            ENGINE_TOKENS_PER_SECOND.labels(variant=run.variant, path="async").observe(
+                run.tokens / run.inference_s
+            )
     for wait_s in outcome.queue_wait_s:
         QUEUE_WAIT_SECONDS.observe(wait_s)
 
 
-def build_consumer(settings: Settings, summarizer: Summarizer, celery_app: Celery | None) -> BatchConsumer:
+def build_consumer(
+    settings: Settings, models: Summarizer | VariantModels, celery_app: Celery | None
+) -> BatchConsumer:
     engine = make_engine(settings.database)
     kafka = settings.kafka
     executor = JobExecutor(
         engine,
-        summarizer,
+        models,
         policy=RetryPolicy.from_settings(settings.worker.retry),
         topic_for={"interactive": kafka.topic, "bulk": kafka.bulk_topic},
         heartbeat_s=settings.worker.heartbeat_s,
@@ -102,9 +120,9 @@ def create_celery_app(settings: Settings) -> Celery:
             self._thread: threading.Thread | None = None
 
         def start(self, worker: Any) -> None:
-            summarizer = load_summarizer(settings.summarizer)
-            log.info("model loaded: %s", summarizer.info.as_dict())
-            consumer = build_consumer(settings, summarizer, app)
+            # Loaded before the consumer joins the group, so the first batch does not wait on them.
+            models = VariantModels.at_start(variant_specs(settings))
+            consumer = build_consumer(settings, models, app)
             settle_heap()
             self._thread = threading.Thread(
                 target=consumer.run, args=(self._stop,), name="kafka-batch-consumer", daemon=True
@@ -114,6 +132,7 @@ def create_celery_app(settings: Settings) -> Celery:
 
             def readiness() -> dict[str, str]:
                 return {
+                    # A variant that failed to load does not stop the others (its jobs are retried).
                     "model": "ok",
                     "consumer": "ok" if thread.is_alive() else "stopped",
                     "broker": "ok" if consumer.connected else "connecting",

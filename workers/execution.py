@@ -26,11 +26,34 @@ from summarizer import Summarizer, SummaryParams, SummaryResult
 from summarizer.errors import OutOfMemoryError, SummarizerError
 from workers.errors import StorageUnavailableError
 from workers.retry import RetryPolicy
+from workers.variants import VariantModels
 
 log = logging.getLogger(__name__)
 
 _PROGRESS_EVERY_S = 0.5
 _CANCEL_CHECK_EVERY_S = 1.0
+
+
+@dataclass(frozen=True)
+class VariantRun:
+    """One ``summarize_batch`` call's worth of a Kafka batch: the jobs of one variant."""
+
+    variant: str
+    documents: int
+    tokens: int
+    inference_s: float
+
+
+@dataclass(frozen=True)
+class EndedJob:
+    """A job this batch moved to a final status, as the metrics see it."""
+
+    variant: str
+    route: str
+    status: str
+    error_code: str | None
+    latency_s: float
+    summary_words: int | None
 
 
 @dataclass
@@ -47,6 +70,8 @@ class BatchOutcome:
     tokens: int = 0
     inference_s: float = 0.0
     queue_wait_s: list[float] = field(default_factory=list)
+    runs: list[VariantRun] = field(default_factory=list)
+    ended: list[EndedJob] = field(default_factory=list)
 
 
 class _BatchMonitor:
@@ -126,23 +151,26 @@ class _Heartbeat:
 class _Runnable:
     job: JobRecord
     params: SummaryParams
+    variant: str
 
 
 Result = SummaryResult | SummarizerError
 
 
 class JobExecutor:
+    """Runs batches of jobs; ``models`` is one model for every job or one per variant."""
+
     def __init__(
         self,
         engine: Engine,
-        summarizer: Summarizer,
+        models: Summarizer | VariantModels,
         *,
         policy: RetryPolicy,
         topic_for: Mapping[str, str],
         heartbeat_s: float = 30.0,
     ) -> None:
         self.engine = engine
-        self.summarizer = summarizer
+        self.models = models if isinstance(models, VariantModels) else VariantModels.single(models)
         self.policy = policy
         self.topic_for = dict(topic_for)
         self.heartbeat_s = heartbeat_s
@@ -154,19 +182,32 @@ class JobExecutor:
         if runnable:
             now = utcnow()
             outcome.queue_wait_s = [max(0.0, (now - r.job.created_at).total_seconds()) for r in runnable]
-            began = time.perf_counter()
-            try:
-                with _Heartbeat(self.engine, [r.job.id for r in runnable], self.heartbeat_s):
-                    summarized = self._summarize(runnable)
-            except SummarizerError as exc:
-                summarized = [exc] * len(runnable)
-            outcome.inference_s = time.perf_counter() - began
-            outcome.documents = len(runnable)
-            outcome.tokens = sum(r.input_tokens for r in summarized if isinstance(r, SummaryResult))
-            results += [(r.job, result) for r, result in zip(runnable, summarized, strict=True)]
+            with _Heartbeat(self.engine, [r.job.id for r in runnable], self.heartbeat_s):
+                # One engine call per variant, in the order each variant first appears in the batch.
+                groups: dict[str, list[_Runnable]] = {}
+                for item in runnable:
+                    groups.setdefault(item.variant, []).append(item)
+                for variant, group in groups.items():
+                    results += self._run_variant(variant, group, outcome)
         if results:
             self._store(results, outcome)
         return outcome
+
+    def _run_variant(
+        self, variant: str, group: Sequence[_Runnable], outcome: BatchOutcome
+    ) -> list[tuple[JobRecord, Result]]:
+        began = time.perf_counter()
+        try:
+            summarized = self._summarize(self.models.get(variant), group)
+        except SummarizerError as exc:
+            summarized = [exc] * len(group)
+        seconds = time.perf_counter() - began
+        tokens = sum(r.input_tokens for r in summarized if isinstance(r, SummaryResult))
+        outcome.runs.append(VariantRun(variant, len(group), tokens, seconds))
+        outcome.inference_s += seconds
+        outcome.documents += len(group)
+        outcome.tokens += tokens
+        return [(r.job, result) for r, result in zip(group, summarized, strict=True)]
 
     # -- claiming ---------------------------------------------------------------------------
 
@@ -183,20 +224,24 @@ class JobExecutor:
         runnable: list[_Runnable] = []
         invalid: list[tuple[JobRecord, Result]] = []
         for job in claimed.running:
+            variant = self.models.variant_of(job)
             try:
-                runnable.append(_Runnable(job, self.summarizer.validate_params(job.params or {})))
+                # Each job's params were checked against its own variant's rules at submit.
+                params = self.models.get(variant).validate_params(job.params or {})
             except SummarizerError as exc:
                 invalid.append((job, exc))
+            else:
+                runnable.append(_Runnable(job, params, variant))
         return runnable, invalid
 
     # -- running ----------------------------------------------------------------------------
 
-    def _summarize(self, runnable: Sequence[_Runnable]) -> list[Result]:
+    def _summarize(self, summarizer: Summarizer, runnable: Sequence[_Runnable]) -> list[Result]:
         """Summarize, halving the batch on out-of-memory until a single document fails alone."""
         monitor = _BatchMonitor(self.engine, [r.job.id for r in runnable])
         try:
             return list(
-                self.summarizer.summarize_batch(
+                summarizer.summarize_batch(
                     [r.job.input_text for r in runnable],
                     [r.params for r in runnable],
                     on_progress=monitor.report,
@@ -213,7 +258,9 @@ class JobExecutor:
                 middle,
                 len(runnable) - middle,
             )
-            return self._summarize(runnable[:middle]) + self._summarize(runnable[middle:])
+            return self._summarize(summarizer, runnable[:middle]) + self._summarize(
+                summarizer, runnable[middle:]
+            )
 
     # -- storing ----------------------------------------------------------------------------
 
@@ -245,6 +292,7 @@ class JobExecutor:
         outcome.delivery_ids += staged.delivery_ids
         outcome.batches_completed += staged.batches_completed
         outcome.failure_codes += staged.failure_codes
+        outcome.ended += staged.ended
 
     def _store_one(
         self, conn: Connection, job: JobRecord, result: Result, staged: BatchOutcome
@@ -293,8 +341,7 @@ class JobExecutor:
         self._count(staged, finished)
         return finished
 
-    @staticmethod
-    def _count(outcome: BatchOutcome, finished: Finished) -> None:
+    def _count(self, outcome: BatchOutcome, finished: Finished) -> None:
         job = finished.job
         status = JobStatus(job.status)
         {
@@ -307,6 +354,17 @@ class JobExecutor:
             outcome.failure_codes.append(job.error_code)
         seconds = ((job.finished_at or utcnow()) - job.created_at).total_seconds()
         code = job.error_code if status is JobStatus.FAILED else None
+        variant = self.models.variant_of(job)
+        outcome.ended.append(
+            EndedJob(
+                variant=variant,
+                route=job.route,
+                status=status.value,
+                error_code=code,
+                latency_s=seconds,
+                summary_words=len(job.summary.split()) if job.summary is not None else None,
+            )
+        )
         # The one line per job operators search for; ids and codes only, never text or messages.
         log.info(
             "job %s %s%s, %.2f s after submission",
@@ -320,6 +378,7 @@ class JobExecutor:
                 "batch_id": job.batch_id,
                 "status": status.value,
                 "error_code": code,
+                "variant": variant,
                 "duration_s": round(seconds, 3),
             },
         )

@@ -41,6 +41,7 @@ class BatchResult:
     summary: str | None
     error_code: str | None
     error_message: str | None
+    variant: str | None = None
 
 
 def new_batch(*, tenant: str, total: int, **columns: Any) -> BatchRecord:
@@ -108,6 +109,7 @@ def results_page(conn: Connection, batch_id: str, *, after_id: str, limit: int) 
             _JOBS.c.summary,
             _JOBS.c.error_code,
             _JOBS.c.error_message,
+            _JOBS.c.variant,
         )
         .where(_JOBS.c.batch_id == batch_id, _JOBS.c.id > after_id, _JOBS.c.status.in_(FINAL_VALUES))
         .order_by(_JOBS.c.id)

@@ -74,6 +74,7 @@ def new_job(*, tenant: str, text: str, **columns: Any) -> JobRecord:
         "params": {},
         "summary": None,
         "language": None,
+        "variant": None,
         "error_code": None,
         "error_message": None,
         "attempts": 0,

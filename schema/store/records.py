@@ -40,6 +40,7 @@ class JobRecord(_Record):
     params: dict[str, Any]
     summary: str | None
     language: str | None
+    variant: str | None
     error_code: str | None
     error_message: str | None
     attempts: int

@@ -53,7 +53,10 @@ METRICS: dict[str, tuple[str, frozenset[str]]] = {
     "condense_inference_seconds": ("histogram", frozenset({"path"})),
     "condense_queue_wait_seconds": ("histogram", frozenset()),
     "condense_notifications_total": ("counter", frozenset({"channel", "outcome"})),
-    "condense_job_failures_total": ("counter", frozenset({"code"})),
+    "condense_job_failures_total": ("counter", frozenset({"code", "variant"})),
+    "condense_job_latency_seconds": ("histogram", frozenset({"variant", "route", "status"})),
+    "condense_engine_tokens_per_second": ("histogram", frozenset({"variant", "path"})),
+    "condense_summary_words": ("histogram", frozenset({"variant"})),
     "condense_outbox_pending": ("gauge", frozenset()),
 }
 # Labels Prometheus itself attaches to every scraped series.
@@ -909,6 +912,9 @@ def test_dashboard_has_the_operational_panels() -> None:
         "queue wait",
         "deliveries by outcome",
         "outbox",
+        "variants: job latency",
+        "variants: engine tokens/s",
+        "variants: summary length",
     ):
         assert words in titles, words
 
