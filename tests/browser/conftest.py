@@ -57,8 +57,12 @@ def stack(pg_server: PgServer, tmp_path_factory: pytest.TempPathFactory) -> Iter
     url = pg_server.url(name)
     try:
         upgrade(url)
-        run = start_pipeline(tmp_path_factory.mktemp("stack"), url)
+        # The notifier too, sweeping every second: the settings page sends a test event through it.
+        run = start_pipeline(
+            tmp_path_factory.mktemp("stack"), url, env={"CONDENSE_NOTIFIER__SWEEP_INTERVAL_S": "1"}
+        )
         try:
+            run.stack.condense("notifier", "notifier")
             yield run
         finally:
             run.stack.stop()

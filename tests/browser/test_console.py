@@ -241,6 +241,13 @@ def test_webhook_endpoint_set_rotated_used_and_removed(
     assert page.locator("code.secret").inner_text() == rotated
     open_page.shoot("settings")
 
+    # A test event goes through the notifier to the receiver, signed with the rotated secret.
+    webhook_receiver.secrets = [rotated]
+    page.get_by_role("button", name="Send test event").click()
+    page.get_by_text("Test event delivered: HTTP 200").wait_for(timeout=UI_TIMEOUT_MS)
+    [received] = [r for r in webhook_receiver.requests if json.loads(r.body)["type"] == "webhook.test"]
+    assert received.verified, received.verify_error
+
     # A job submitted now notifies the endpoint: its delivery log lists it, with a redeliver button.
     page.get_by_role("link", name="Summarize").click()
     page.get_by_label("Text", exact=True).fill(make_document(3, sentences=6))

@@ -9,9 +9,15 @@ import re
 import zipfile
 
 from fastapi.testclient import TestClient
+from sqlalchemy import update
 
 from gateway.console import STATIC_DIR
+from notifier.dispatch import Dispatcher
+from schema.db import make_engine
+from schema.models import NotificationDelivery
+from schema.settings import Settings
 from tests.fixtures.gateway import assert_error
+from tests.fixtures.receivers import WebhookReceiver
 
 DOC = "Batches hold many documents. Each becomes a job. Results stream back as JSON lines."
 
@@ -81,3 +87,52 @@ def test_batch_results_refuse_an_unknown_format(client: TestClient) -> None:
     batch_id = _canceled_batch(client, ["a.txt"])
     body = assert_error(client.get(f"/v1/batches/{batch_id}/results?format=xml"), 422, "invalid_request")
     assert "format" in body["error"]["message"]
+
+
+def test_test_event_needs_a_default_endpoint(client: TestClient) -> None:
+    assert_error(client.post("/v1/webhook-endpoint/test"), 404, "not_found")
+
+
+def test_test_event_is_delivered_signed_and_logged(
+    client: TestClient, settings: Settings, webhook_receiver: WebhookReceiver
+) -> None:
+    saved = client.put(
+        "/v1/webhook-endpoint", json={"url": webhook_receiver.url, "secret": webhook_receiver.secret}
+    )
+    assert saved.status_code == 200, saved.text
+    queued = client.post("/v1/webhook-endpoint/test")
+    assert queued.status_code == 202, queued.text
+    delivery = queued.json()
+    assert delivery["event_type"] == "webhook.test"
+    assert delivery["target"] == webhook_receiver.url
+    assert delivery["status"] == "pending" and delivery["attempts"] == []
+    assert "secret" not in delivery
+
+    # The notifier sends it like any event: signed with the endpoint's secret, then logged.
+    engine = make_engine(settings.database)
+    try:
+        assert Dispatcher(settings, engine).deliver_one(delivery["id"])
+    finally:
+        engine.dispose()
+    [request] = webhook_receiver.requests
+    assert request.verified, request.verify_error
+    assert request.webhook_id == delivery["event_id"]
+    assert request.payload["type"] == "webhook.test"
+    assert request.payload["data"]["test"] is True
+
+    logged = client.get(f"/v1/deliveries/{delivery['id']}")
+    assert logged.status_code == 200, logged.text
+    assert logged.json()["status"] == "succeeded"
+    [attempt] = logged.json()["attempts"]
+    assert attempt["succeeded"] and attempt["status_code"] == 200
+
+
+def test_a_delivery_of_another_tenant_is_404(client: TestClient, settings: Settings) -> None:
+    client.put("/v1/webhook-endpoint", json={"url": "http://127.0.0.1:9/hook"})
+    delivery_id = client.post("/v1/webhook-endpoint/test").json()["id"]
+    assert client.get(f"/v1/deliveries/{delivery_id}").status_code == 200
+    engine = make_engine(settings.database)
+    with engine.begin() as conn:
+        conn.execute(update(NotificationDelivery).values(tenant="someone-else"))
+    engine.dispose()
+    assert_error(client.get(f"/v1/deliveries/{delivery_id}"), 404, "not_found")

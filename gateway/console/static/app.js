@@ -1,6 +1,6 @@
 // The console: sign-in, hash routing, and the four pages. Every API error shows its message.
 
-import { ApiError, FINAL_JOB, auth, download, follow, isFinalBatch, request } from "./api.js";
+import { ApiError, FINAL_JOB, auth, download, follow, isFinalBatch, pollUntilFinal, request } from "./api.js";
 import { field, h, message, progressBar, replace, seconds, show, table, when } from "./dom.js";
 
 const main = document.getElementById("main");
@@ -405,7 +405,7 @@ function batchesPage() {
         renderList();
       }
       show(problem, `Nothing was uploaded: ${error.message}`);
-      upload.disabled = false;
+      if (!named) upload.disabled = false;
     }
   });
 
@@ -729,10 +729,11 @@ async function settingsPage() {
   const done = message("note");
   const rotate = h("button", { type: "button", class: "secondary" }, "Rotate secret");
   const remove = h("button", { type: "button", class: "danger" }, "Remove endpoint");
+  const test = h("button", { type: "button", class: "secondary" }, "Send test event");
   let endpoint = null;
 
   const render = () => {
-    rotate.disabled = remove.disabled = !endpoint;
+    rotate.disabled = remove.disabled = test.disabled = !endpoint;
     if (!endpoint) return replace(shown, h("p", {}, "No default webhook endpoint is set."));
     if (!url.value) url.value = endpoint.url;
     replace(
@@ -768,7 +769,7 @@ async function settingsPage() {
     field("Signing secret (optional)", secret, "Leave empty and the server makes a new whsec_ secret"),
     problem,
     done,
-    h("div", { class: "buttons" }, h("button", { type: "submit" }, "Save endpoint"), rotate, remove),
+    h("div", { class: "buttons" }, h("button", { type: "submit" }, "Save endpoint"), rotate, remove, test),
   );
   form.addEventListener("submit", (event) => {
     event.preventDefault();
@@ -794,6 +795,31 @@ async function settingsPage() {
       render();
     }),
   );
+  test.addEventListener("click", () =>
+    act("", async () => {
+      const queued = await request("/v1/webhook-endpoint/test", { method: "POST", signal });
+      show(done, `Test event ${queued.event_id} queued; waiting for the notifier…`);
+      // The notifier sends it like any event; its first attempt tells whether the endpoint works.
+      await pollUntilFinal({
+        poll: () => request(`/v1/deliveries/${encodeURIComponent(queued.id)}`, { signal }),
+        isFinal: (delivery) => delivery.attempts.length > 0,
+        onUpdate: (delivery) => {
+          const attempt = delivery.attempts.at(-1);
+          if (!attempt) return;
+          if (attempt.succeeded) {
+            show(done, `Test event delivered: HTTP ${attempt.status_code} in ${attempt.latency_ms} ms.`);
+          } else {
+            show(done, "");
+            const code = attempt.status_code ? ` (HTTP ${attempt.status_code})` : "";
+            show(problem, `Test event not delivered${code}: ${attempt.error || "refused"}. Retries follow the usual schedule.`);
+          }
+        },
+        onError: (error) => show(problem, error.message),
+        signal,
+      });
+    }),
+  );
+
   replace(
     main,
     h("section", { class: "card" }, h("h1", {}, "Settings"), h("h2", {}, "Default webhook endpoint"), shown),
