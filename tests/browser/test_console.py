@@ -89,6 +89,70 @@ def test_open_mode_needs_no_key_and_summarizes_at_once(open_page: Watched, stack
     open_page.shoot("summarize")
 
 
+PARSE_CHUNKS = """async (chunks) => {
+    const api = await import("/console/api.js");
+    const encoder = new TextEncoder();
+    const body = new ReadableStream({
+        start(controller) {
+            for (const chunk of chunks) controller.enqueue(encoder.encode(chunk));
+            controller.close();
+        },
+    });
+    const seen = [];
+    await api.readEvents(body, (type, data, id) => seen.push([type, data, id]));
+    return seen;
+}"""
+
+FOLLOW = """async (path) => {
+    const api = await import("/console/api.js");
+    const seen = [];
+    await api.follow({
+        stream: path,
+        poll: async () => { seen.push(["polled"]); return { status: "succeeded", progress: { done: 2 } }; },
+        isFinal: (json) => json.status === "succeeded",
+        onUpdate: (json) => seen.push(["update", json.status, json.progress.done]),
+        onDocument: (job) => seen.push(["document", job.custom_id]),
+        onError: (error) => seen.push(["error", error.message]),
+        signal: new AbortController().signal,
+    });
+    return seen;
+}"""
+
+
+def test_event_streams_are_parsed_and_followed_to_their_end(open_page: Watched, stack: Pipeline) -> None:
+    """The streams' contract, checked in the browser: they may not be deployed on this server yet."""
+    page = open_page.page
+    open_page.expect_status(401)
+    open_page.goto("")
+    page.locator("#main").wait_for()
+    # Split anywhere, CRLF or LF, comments, ids and multi-line data, as a proxy may deliver them.
+    chunks = [": keep-alive\r\n\r\nid: 7\r\nevent: sta", 'tus\ndata: {"a":', "\ndata: 1}\n\n", "data: x\n\n"]
+    assert page.evaluate(PARSE_CHUNKS, chunks) == [["status", '{"a":\n1}', "7"], ["message", "x", "7"]]
+
+    def job(status: str, done: int) -> str:
+        return json.dumps({"id": "j", "status": status, "progress": {"done": done, "total": 2}})
+
+    events = (
+        f": keep-alive\n\nid: 1\nevent: status\ndata: {job('running', 0)}\n\n"
+        f"id: 2\nevent: progress\ndata: {job('running', 1)}\n\n"
+        f'id: 3\nevent: document\ndata: {{"id": "d", "custom_id": "a.txt"}}\n\n'
+        f"id: 4\nevent: end\ndata: {job('succeeded', 2)}\n\n"
+    )
+    page.route(
+        "**/v1/fake/events",
+        lambda route: route.fulfill(status=200, headers={"Content-Type": "text/event-stream"}, body=events),
+    )
+    assert page.evaluate(FOLLOW, "/v1/fake/events") == [
+        ["update", "running", 0],
+        ["update", "running", 1],
+        ["document", "a.txt"],
+        ["update", "succeeded", 2],
+    ]
+    # A server without the stream answers 404: the console polls instead, and keeps doing so.
+    open_page.expect_status(404)
+    assert page.evaluate(FOLLOW, "/v1/no-such-stream/events") == [["polled"], ["update", "succeeded", 2]]
+
+
 def test_sign_in_with_a_key_kept_in_session_storage_only(open_page: Watched, api_key: str) -> None:
     page = open_page.page
     open_page.expect_status(401)
@@ -137,7 +201,7 @@ def test_batch_upload_progress_results_and_downloads(
     open_page.shoot("batches-refused")
     page.get_by_role("button", name="Clear").click()
 
-    documents = {f"docs/{index:02d}.txt": make_document(100 + index, sentences=12) for index in range(20)}
+    documents = {f"docs/{index:02d}.txt": make_document(100 + index, sentences=6) for index in range(20)}
     files.set_input_files([{"name": "docs.zip", "mimeType": "application/zip", "buffer": zip_of(documents)}])
     page.get_by_label("Max sentences").fill("3")
     page.get_by_role("button", name="Upload").click()
