@@ -28,6 +28,12 @@ WIDTHS = {"phone": 360, "desktop": 1280}
 _HTTP_ERROR = re.compile(r"Failed to load resource: the server responded with a status of (\d+)")
 
 
+_UNNAMED_CONTROLS = """() => [...document.querySelectorAll("input, select, textarea, button")]
+    .filter((el) => !el.closest("[hidden]"))
+    .filter((el) => !(el.labels && el.labels.length) && !el.getAttribute("aria-label") && !el.textContent.trim())
+    .map((el) => el.outerHTML.slice(0, 80))"""
+
+
 def chromium_path() -> str | None:
     for candidate in (os.environ.get("CONDENSE_CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium")):
         if candidate and os.access(candidate, os.X_OK):
@@ -87,13 +93,21 @@ class Watched:
         self.page.goto(f"{self.base}/console/{route}")
 
     def shoot(self, name: str) -> None:
-        """Screenshots of the page as it is at each width, into tests/browser/artifacts/."""
+        """Screenshots of the page as it is at each width, into tests/browser/artifacts/.
+
+        At each width the page must fit without sideways scrolling (wide tables scroll in their
+        own box), and every control must have an accessible name.
+        """
         ARTIFACTS.mkdir(exist_ok=True)
         current = self.page.viewport_size
         for label, width in WIDTHS.items():
             self.page.set_viewport_size({"width": width, "height": 900})
             self.page.screenshot(path=str(ARTIFACTS / f"{name}-{label}.png"), full_page=True)
+            scroll_width = self.page.evaluate("document.documentElement.scrollWidth")
+            assert scroll_width <= width, f"{name} is {scroll_width} px wide at {width} px"
         self.page.set_viewport_size(current)
+        unnamed = self.page.evaluate(_UNNAMED_CONTROLS)
+        assert not unnamed, f"{name}: controls without a label: {unnamed}"
 
     def check(self) -> None:
         assert not self.problems, "browser problems:\n" + "\n".join(self.problems)

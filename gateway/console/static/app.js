@@ -181,7 +181,7 @@ function summarizePage() {
   const params = paramInputs();
   const problem = message();
   const result = h("section", { class: "result", "aria-live": "polite" });
-  const drop = h("div", { class: "drop" }, "Drop a text file here, or choose one: ", file);
+  const drop = h("div", { class: "drop" }, h("p", {}, "Drop a text file here, or choose one:"), field("Text file", file));
 
   const load = async (chosen) => {
     if (!chosen) return;
