@@ -8,6 +8,7 @@ polls, and the tests pass either way.
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import json
@@ -59,6 +60,21 @@ def api_key(stack: Pipeline) -> str:
         time.sleep(0.1)
     stack.client.headers["Authorization"] = f"Bearer {key}"
     return key
+
+
+_DATA_TRANSFER = """([name, encoded, type]) => {
+    const bytes = Uint8Array.from(atob(encoded), (c) => c.charCodeAt(0));
+    const transfer = new DataTransfer();
+    transfer.items.add(new File([bytes], name, { type }));
+    return transfer;
+}"""
+
+
+def drop_file(page: Any, name: str, data: bytes, mime: str) -> None:
+    """Drops one file on the page's drop zone, as dragging it from a file manager does."""
+    transfer = page.evaluate_handle(_DATA_TRANSFER, [name, base64.b64encode(data).decode(), mime])
+    page.dispatch_event(".drop", "dragover", {"dataTransfer": transfer})
+    page.dispatch_event(".drop", "drop", {"dataTransfer": transfer})
 
 
 def sign_in(tab: Watched, key: str, route: str = "") -> None:
@@ -210,7 +226,8 @@ def test_batch_upload_progress_results_and_downloads(
     page.get_by_role("button", name="Clear").click()
 
     documents = {f"docs/{index:02d}.txt": make_document(100 + index, sentences=6) for index in range(20)}
-    files.set_input_files([{"name": "docs.zip", "mimeType": "application/zip", "buffer": zip_of(documents)}])
+    drop_file(page, "docs.zip", zip_of(documents), "application/zip")
+    page.get_by_text("docs.zip").wait_for()
     page.get_by_label("Max sentences").fill("3")
     page.get_by_role("button", name="Upload").click()
     page.get_by_role("heading", name="Batch", exact=True).wait_for()
@@ -350,14 +367,17 @@ def stopped_worker(stack: Pipeline) -> Iterator[None]:
 
 
 def test_cancel_a_running_batch(
-    open_page: Watched, stack: Pipeline, api_key: str, stopped_worker: None
+    open_page: Watched, stack: Pipeline, api_key: str, stopped_worker: None, tmp_path: Path
 ) -> None:
     page = open_page.page
     sign_in(open_page, api_key, "#/batches")
-    documents = {f"more/{index}.md": make_document(200 + index, sentences=10) for index in range(5)}
-    page.get_by_label("Files", exact=True).set_input_files(
-        [{"name": "more.zip", "mimeType": "application/zip", "buffer": zip_of(documents)}]
-    )
+    # A folder, as its picker gives it: each file keeps its path, which becomes its custom_id.
+    folder = tmp_path / "more"
+    folder.mkdir()
+    for index in range(5):
+        (folder / f"{index}.md").write_text(make_document(200 + index, sentences=10))
+    page.get_by_label("A folder").set_input_files(folder)
+    page.get_by_text("more/4.md").wait_for()
     page.get_by_role("button", name="Upload").click()
     page.get_by_role("heading", name="Batch", exact=True).wait_for()
     batch_id = page.url.rsplit("/", 1)[-1]
@@ -369,5 +389,6 @@ def test_cancel_a_running_batch(
     rows = page.locator("tbody tr[data-custom-id]")
     rows.nth(4).wait_for()
     assert rows.locator(".badge").all_inner_texts() == ["canceled"] * 5
+    assert {row.get_attribute("data-custom-id") for row in rows.all()} == {f"more/{i}.md" for i in range(5)}
     batch = expect_json(stack.client.get(f"/v1/batches/{batch_id}"))
     assert batch["status"] == "canceled" and batch["counts"]["canceled"] == 5
