@@ -269,7 +269,7 @@ def test_batch_upload_progress_results_and_downloads(
     expect(page.locator("blockquote.summary")).to_have_text(first["summary"])
     details = page.locator("dl.details").inner_text()
     assert "Ran for" in details and " s" in details
-    assert '"backend"' in details
+    assert "backend: onnx" in details
     open_page.shoot("job")
 
     page.get_by_role("link", name="Batches").click()

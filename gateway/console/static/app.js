@@ -163,6 +163,16 @@ function statusBadge(status) {
   return h("span", { class: `badge ${status}` }, status.replace("_", " "));
 }
 
+function keyValues(object) {
+  return h(
+    "ul",
+    { class: "keyvalues" },
+    Object.entries(object).map(([key, value]) =>
+      h("li", {}, h("span", { class: "muted" }, `${key}: `), h("code", {}, typeof value === "string" ? value : JSON.stringify(value))),
+    ),
+  );
+}
+
 function jobLink(id) {
   return h("a", { href: `#/jobs/${encodeURIComponent(id)}` }, id);
 }
@@ -622,7 +632,7 @@ async function jobPage(id) {
       row("Ran for", seconds(job.started_at, job.finished_at)),
       row("Attempts", String(job.attempts)),
       row("Language", job.language || "—"),
-      row("Model", job.model ? h("code", {}, JSON.stringify(job.model)) : "—"),
+      row("Model", job.model ? keyValues(job.model) : "—"),
       row("Parameters", h("code", {}, JSON.stringify(job.params))),
       job.error ? row("Error", h("span", { class: "error" }, `${job.error.code}: ${job.error.message}`)) : null,
     );
