@@ -18,6 +18,7 @@ from common.metrics import ENGINE_TOKENS_PER_SECOND, INFERENCE_SECONDS
 from gateway.auth import Authenticator, is_loopback_host
 from gateway.batches import router as batches_router
 from gateway.bodylimit import BodyLimitMiddleware
+from gateway.console import mount_console
 from gateway.endpoint_cache import EndpointCache
 from gateway.endpoints import router as endpoints_router
 from gateway.errors import ERROR_RESPONSES, GatewayConfigError, install_error_handlers, retry_after_headers
@@ -199,6 +200,7 @@ def create_app(settings: Settings, *, summarizer_factory: SummarizerFactory | No
     app.include_router(batches_router, responses=ERROR_RESPONSES)
     app.include_router(endpoints_router, responses=ERROR_RESPONSES)
     app.include_router(variants_router, responses=ERROR_RESPONSES)
+    mount_console(app)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> JSONResponse:

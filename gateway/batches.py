@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import json
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -24,6 +26,7 @@ from schema.models import Lane, new_id
 from schema.settings import BatchUploadSettings, Settings
 from schema.storable import json_problem, json_size
 from schema.store import batches, jobs
+from schema.store.batches import BatchResult
 from schema.store.records import BatchCounts as StoredCounts
 from schema.store.records import BatchRecord
 from summarizer import SummarizerError
@@ -208,46 +211,90 @@ async def list_batches(
     return {"data": page, "next_cursor": next_cursor}
 
 
+_CSV_COLUMNS = ("custom_id", "job_id", "status", "summary", "variant", "error_code", "error_message")
+# A cell that a spreadsheet would run as a formula (CWE-1236) gets a leading quote, as OWASP advises.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _result_json(result: BatchResult) -> str:
+    return json.dumps(
+        {
+            "custom_id": result.custom_id,
+            "job_id": result.job_id,
+            "status": result.status,
+            "summary": result.summary,
+            "variant": result.variant,
+            "error": (
+                {"code": result.error_code, "message": result.error_message or ""}
+                if result.error_code
+                else None
+            ),
+        },
+        ensure_ascii=False,
+    )
+
+
+def _csv_cell(value: str | None) -> str:
+    if value is None:
+        return ""
+    return "'" + value if value.startswith(_FORMULA_START) else value
+
+
+def _csv_rows(rows: list[tuple[str | None, ...]]) -> bytes:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerows([_csv_cell(value) for value in row] for row in rows)
+    return buffer.getvalue().encode()
+
+
 @router.get(
     "/batches/{batch_id}/results",
     response_class=StreamingResponse,
     responses={
         200: {
-            "description": "one JSON object per finished document, in upload order",
-            "content": {"application/x-ndjson": {"schema": {"type": "string"}}},
+            "description": "one record per finished document, in upload order: JSON lines, or CSV with a header",
+            "content": {
+                "application/x-ndjson": {"schema": {"type": "string"}},
+                "text/csv": {"schema": {"type": "string"}},
+            },
         }
     },
 )
-async def batch_results(batch_id: BatchId, state: StateDep, tenant: TenantDep) -> StreamingResponse:
+async def batch_results(
+    batch_id: BatchId,
+    state: StateDep,
+    tenant: TenantDep,
+    format: Annotated[Literal["jsonl", "csv"], Query(description="jsonl (default) or csv")] = "jsonl",
+) -> StreamingResponse:
     await state.read(batches.get, batch_id, tenant=tenant)
+    as_csv = format == "csv"
 
     async def lines() -> AsyncIterator[bytes]:
+        if as_csv:
+            # A UTF-8 BOM so that spreadsheets do not read the summaries as Latin-1.
+            yield "\ufeff".encode() + _csv_rows([_CSV_COLUMNS])
         after = ""
         while True:
             results = await state.read(batches.results_page, batch_id, after_id=after, limit=_RESULTS_PAGE)
             if not results:
                 return
-            chunk = [
-                json.dumps(
-                    {
-                        "custom_id": result.custom_id,
-                        "job_id": result.job_id,
-                        "status": result.status,
-                        "summary": result.summary,
-                        "variant": result.variant,
-                        "error": (
-                            {"code": result.error_code, "message": result.error_message or ""}
-                            if result.error_code
-                            else None
-                        ),
-                    },
-                    ensure_ascii=False,
+            if as_csv:
+                yield _csv_rows(
+                    [
+                        (r.custom_id, r.job_id, r.status, r.summary, r.variant, r.error_code, r.error_message)
+                        for r in results
+                    ]
                 )
-                for result in results
-            ]
-            yield ("\n".join(chunk) + "\n").encode()
+            else:
+                yield ("\n".join(_result_json(result) for result in results) + "\n").encode()
             after = results[-1].job_id
 
+    if as_csv:
+        return StreamingResponse(
+            lines(),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="batch-{batch_id}.csv"'},
+        )
     return StreamingResponse(lines(), media_type="application/x-ndjson")
 
 

@@ -11,9 +11,12 @@ from sqlalchemy import delete, insert, select, update
 from common.webhook_secrets import new_secret
 from gateway.deps import StateDep, TenantDep
 from gateway.errors import NotFoundError
+from gateway.ids import DeliveryId
 from gateway.webhooks import validate_webhook
 from schema.api import WebhookTarget
 from schema.models import endpoints_table, utcnow
+from schema.store import deliveries, events
+from schema.store.records import AttemptRecord, DeliveryRecord
 
 router = APIRouter(prefix="/v1", tags=["webhooks"])
 
@@ -82,3 +85,45 @@ async def delete_endpoint(state: StateDep, tenant: TenantDep) -> Response:
     if result.rowcount == 0:
         raise NotFoundError("no default webhook endpoint is set")
     return Response(status_code=204)
+
+
+def delivery_public(delivery: DeliveryRecord, attempts: list[AttemptRecord]) -> dict[str, Any]:
+    """A delivery and its attempts as the API shows them (the secret never leaves the server)."""
+    return {
+        "id": delivery.id,
+        "event_id": delivery.event_id,
+        "event_type": delivery.event_type,
+        "channel": delivery.channel,
+        "target": delivery.target,
+        "status": delivery.status,
+        "attempts": [
+            {
+                "attempted_at": attempt.attempted_at.isoformat(),
+                "status_code": attempt.status_code,
+                "latency_ms": attempt.latency_ms,
+                "error": attempt.error,
+                "succeeded": attempt.succeeded,
+            }
+            for attempt in attempts
+        ],
+        "next_attempt_at": delivery.next_attempt_at.isoformat() if delivery.next_attempt_at else None,
+        "created_at": delivery.created_at.isoformat(),
+    }
+
+
+@router.post("/webhook-endpoint/test", status_code=202)
+async def test_endpoint(state: StateDep, tenant: TenantDep) -> dict[str, Any]:
+    """Queue a signed ``webhook.test`` event to the default endpoint; follow it at /v1/deliveries/{id}."""
+    endpoint = await state.endpoints.get(tenant)
+    if endpoint is None:
+        raise NotFoundError("no default webhook endpoint is set; PUT /v1/webhook-endpoint sets one")
+    url, secret = endpoint
+    # Checked again now: the policy may have changed since the endpoint was saved.
+    await validate_webhook(state.settings, url, secret)
+    delivery_id = await state.write(events.record_test_event, tenant=tenant, url=url, secret=secret)
+    return delivery_public(*await state.read(deliveries.get_with_attempts, delivery_id, tenant=tenant))
+
+
+@router.get("/deliveries/{delivery_id}")
+async def get_delivery(delivery_id: DeliveryId, state: StateDep, tenant: TenantDep) -> dict[str, Any]:
+    return delivery_public(*await state.read(deliveries.get_with_attempts, delivery_id, tenant=tenant))

@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 
 from common.metrics import JOB_FAILURES, JOB_LATENCY, JOBS, SUBMISSIONS, SUMMARY_WORDS
 from gateway.deps import StateDep, TenantDep
+from gateway.endpoints import delivery_public
 from gateway.errors import DEADLINE_RESPONSE, PayloadTooLargeError
 from gateway.ids import DeliveryId, JobId
 from gateway.pagination import decode_cursor, encode_cursor
@@ -237,31 +238,7 @@ async def cancel_summary(job_id: JobId, state: StateDep, tenant: TenantDep) -> S
 async def list_deliveries(job_id: JobId, state: StateDep, tenant: TenantDep) -> dict[str, Any]:
     await state.read(jobs.get, job_id, tenant=tenant)
     found = await state.read(deliveries.list_for_job, job_id)
-    return {
-        "data": [
-            {
-                "id": delivery.id,
-                "event_id": delivery.event_id,
-                "event_type": delivery.event_type,
-                "channel": delivery.channel,
-                "target": delivery.target,
-                "status": delivery.status,
-                "attempts": [
-                    {
-                        "attempted_at": attempt.attempted_at.isoformat(),
-                        "status_code": attempt.status_code,
-                        "latency_ms": attempt.latency_ms,
-                        "error": attempt.error,
-                        "succeeded": attempt.succeeded,
-                    }
-                    for attempt in attempts
-                ],
-                "next_attempt_at": delivery.next_attempt_at.isoformat() if delivery.next_attempt_at else None,
-                "created_at": delivery.created_at.isoformat(),
-            }
-            for delivery, attempts in found
-        ]
-    }
+    return {"data": [delivery_public(delivery, attempts) for delivery, attempts in found]}
 
 
 @router.post("/deliveries/{delivery_id}/redeliver", status_code=202)

@@ -28,7 +28,7 @@ from schema.models import Channel, DeliveryStatus, utcnow
 from schema.settings import Settings
 from schema.store import deliveries
 from schema.store.deliveries import DeliveryClaim
-from schema.store.events import BATCH_EVENT_TYPES
+from schema.store.events import BATCH_EVENT_TYPES, WEBHOOK_TEST
 from schema.store.records import BatchRecord, DeliveryRecord, JobRecord
 
 log = logging.getLogger(__name__)
@@ -106,6 +106,8 @@ class Dispatcher:
     # -- attempting ---------------------------------------------------------------------------
 
     def _data(self, claim: DeliveryClaim) -> dict[str, Any]:
+        if claim.delivery.event_type == WEBHOOK_TEST:
+            return payloads.test_data()
         subject = claim.subject
         if isinstance(subject, BatchRecord):
             return payloads.batch_data(self.notifier, subject, claim.batch_counts)

@@ -60,6 +60,14 @@ def batch_data(settings: NotifierSettings, batch: BatchRecord, counts: BatchCoun
     }
 
 
+def test_data() -> dict[str, Any]:
+    """The data of a ``webhook.test`` event: nothing happened, the delivery itself is the point."""
+    return {
+        "test": True,
+        "message": "a test event from condense: this endpoint receives and can verify events",
+    }
+
+
 def envelope(event_type: str, occurred_at: datetime, data: Mapping[str, Any]) -> dict[str, Any]:
     """The Standard Webhooks payload shape. ``occurred_at`` is when the event happened, so it
     stays the same on every retry (the header timestamp is the attempt's)."""

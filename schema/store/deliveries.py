@@ -195,3 +195,14 @@ def list_for_job(
     for row in rows:
         by_delivery[row["delivery_id"]].append(AttemptRecord.from_row(row))
     return [(delivery, by_delivery[delivery.id]) for delivery in deliveries]
+
+
+def get_with_attempts(
+    conn: Connection, delivery_id: str, *, tenant: str | None = None
+) -> tuple[DeliveryRecord, list[AttemptRecord]]:
+    """One delivery with its attempts, oldest first; NotFoundError as :func:`get`."""
+    delivery = get(conn, delivery_id, tenant=tenant)
+    rows = conn.execute(
+        select(_ATTEMPTS).where(_ATTEMPTS.c.delivery_id == delivery_id).order_by(_ATTEMPTS.c.id)
+    ).mappings()
+    return delivery, [AttemptRecord.from_row(row) for row in rows]

@@ -10,6 +10,7 @@ to the rows after that is :mod:`schema.store.deliveries`.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 from sqlalchemy import Connection, insert
@@ -20,10 +21,12 @@ SUMMARY_SUCCEEDED: Final = "summary.succeeded"
 SUMMARY_FAILED: Final = "summary.failed"
 SUMMARY_CANCELED: Final = "summary.canceled"
 BATCH_COMPLETED: Final = "batch.completed"
+# Sent on request to a tenant's endpoint to check it receives and verifies; about no job or batch.
+WEBHOOK_TEST: Final = "webhook.test"
 
 JOB_EVENT_TYPES: Final = frozenset({SUMMARY_SUCCEEDED, SUMMARY_FAILED, SUMMARY_CANCELED})
 BATCH_EVENT_TYPES: Final = frozenset({BATCH_COMPLETED})
-EVENT_TYPES: Final = JOB_EVENT_TYPES | BATCH_EVENT_TYPES
+EVENT_TYPES: Final = JOB_EVENT_TYPES | BATCH_EVENT_TYPES | {WEBHOOK_TEST}
 
 EVENT_FOR_STATUS: Final[Mapping[str, str]] = {
     JobStatus.SUCCEEDED: SUMMARY_SUCCEEDED,
@@ -111,3 +114,24 @@ def record_batch_event(conn: Connection, subject: Notifiable, event_type: str = 
     if event_type not in BATCH_EVENT_TYPES:
         raise ValueError(f"{event_type!r} is not a batch event type")
     return _record(conn, subject, event_type, job_id=None, batch_id=subject.id)
+
+
+@dataclass(frozen=True)
+class _Endpoint:
+    """A webhook destination on its own, as a :class:`Notifiable` that names no job or batch."""
+
+    id: str
+    tenant: str
+    webhook_url: str | None
+    webhook_secret: str | None
+    email: str | None = None
+
+
+def record_test_event(conn: Connection, *, tenant: str, url: str, secret: str) -> str:
+    """Record a ``webhook.test`` event to ``url`` on ``conn``'s open transaction; return the delivery id.
+
+    It is delivered, retried and logged like any other event, so a test proves the same path.
+    """
+    endpoint = _Endpoint(id="", tenant=tenant, webhook_url=url, webhook_secret=secret)
+    (delivery_id,) = _record(conn, endpoint, WEBHOOK_TEST, job_id=None, batch_id=None)
+    return delivery_id
