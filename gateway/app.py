@@ -20,6 +20,8 @@ from gateway.bodylimit import BodyLimitMiddleware
 from gateway.endpoint_cache import EndpointCache
 from gateway.endpoints import router as endpoints_router
 from gateway.errors import ERROR_RESPONSES, GatewayConfigError, install_error_handlers, retry_after_headers
+from gateway.events import EventStreams
+from gateway.events import router as events_router
 from gateway.microbatch import MicroBatcher
 from gateway.observability import install_metrics
 from gateway.routes import router
@@ -166,6 +168,8 @@ def create_app(settings: Settings, *, summarizer_factory: SummarizerFactory | No
     # The upload route parses its own body (gateway.multipart), with batches.max_files as its limit.
     app.include_router(batches_router, responses=ERROR_RESPONSES)
     app.include_router(endpoints_router, responses=ERROR_RESPONSES)
+    app.include_router(events_router, responses=ERROR_RESPONSES)
+    app.state.events = EventStreams(settings.gateway.events_max_streams)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> JSONResponse:

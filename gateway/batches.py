@@ -51,7 +51,7 @@ def _json_field(name: str, raw: str | None, *, max_bytes: int) -> dict[str, Any]
     return value
 
 
-def _batch_public(batch: BatchRecord, counts: StoredCounts) -> BatchPublic:
+def batch_public(batch: BatchRecord, counts: StoredCounts) -> BatchPublic:
     return BatchPublic(
         id=batch.id,
         status=batch.status,  # type: ignore[arg-type]
@@ -174,7 +174,7 @@ async def create_batch(request: Request, state: StateDep, tenant: TenantDep) -> 
         for document, job_params in zip(documents, validated, strict=True)
     ]
     await state.write(batches.create, batch, new_jobs, topic_for=state.topic_for)
-    public = _batch_public(batch, StoredCounts(queued=len(new_jobs)))
+    public = batch_public(batch, StoredCounts(queued=len(new_jobs)))
     return JSONResponse(
         public.model_dump(mode="json"), status_code=202, headers={"Location": f"/v1/batches/{batch.id}"}
     )
@@ -187,7 +187,7 @@ def _get_with_counts(conn: Any, batch_id: str, tenant: str) -> tuple[BatchRecord
 
 @router.get("/batches/{batch_id}", response_model=BatchPublic)
 async def get_batch(batch_id: BatchId, state: StateDep, tenant: TenantDep) -> BatchPublic:
-    return _batch_public(*await state.read(_get_with_counts, batch_id, tenant))
+    return batch_public(*await state.read(_get_with_counts, batch_id, tenant))
 
 
 @router.get("/batches")
@@ -200,7 +200,7 @@ async def list_batches(
     found = await state.read(
         batches.list_page, tenant, before_id=decode_cursor(cursor) if cursor else None, limit=limit + 1
     )
-    page = [_batch_public(batch, counts).model_dump(mode="json") for batch, counts in found[:limit]]
+    page = [batch_public(batch, counts).model_dump(mode="json") for batch, counts in found[:limit]]
     next_cursor = encode_cursor(page[-1]["id"]) if len(found) > limit and page else None
     return {"data": page, "next_cursor": next_cursor}
 
@@ -250,4 +250,4 @@ async def batch_results(batch_id: BatchId, state: StateDep, tenant: TenantDep) -
 @router.post("/batches/{batch_id}/cancel", response_model=BatchPublic)
 async def cancel_batch(batch_id: BatchId, state: StateDep, tenant: TenantDep) -> BatchPublic:
     await state.write(batches.cancel, batch_id, tenant=tenant)
-    return _batch_public(*await state.read(_get_with_counts, batch_id, tenant))
+    return batch_public(*await state.read(_get_with_counts, batch_id, tenant))
