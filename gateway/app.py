@@ -17,6 +17,7 @@ from common.metrics import INFERENCE_SECONDS
 from gateway.auth import Authenticator, is_loopback_host
 from gateway.batches import router as batches_router
 from gateway.bodylimit import BodyLimitMiddleware
+from gateway.docs import install_docs
 from gateway.endpoint_cache import EndpointCache
 from gateway.endpoints import router as endpoints_router
 from gateway.errors import ERROR_RESPONSES, GatewayConfigError, install_error_handlers, retry_after_headers
@@ -154,8 +155,12 @@ def create_app(settings: Settings, *, summarizer_factory: SummarizerFactory | No
         version="0.1.0",
         description="Summarize long text: answered at once when short, queued when long.",
         lifespan=lifespan,
+        # Served by gateway.docs from this package instead of a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     install_error_handlers(app)
+    install_docs(app)
     upload_limit = upload_body_limit(settings.batches)
 
     def body_limit(method: str, path: str) -> int:

@@ -19,7 +19,7 @@ from gateway.pagination import decode_cursor, encode_cursor
 from gateway.uploads import Document, parse_json, parse_upload
 from gateway.uploads import UploadFile as UploadedFile
 from gateway.webhooks import resolve_webhook
-from schema.api import BatchCounts, BatchPublic, WebhookTarget
+from schema.api import BatchCounts, BatchList, BatchPublic, WebhookTarget
 from schema.models import Lane
 from schema.settings import BatchUploadSettings, Settings
 from schema.storable import json_problem, json_size
@@ -190,7 +190,7 @@ async def get_batch(batch_id: BatchId, state: StateDep, tenant: TenantDep) -> Ba
     return batch_public(*await state.read(_get_with_counts, batch_id, tenant))
 
 
-@router.get("/batches")
+@router.get("/batches", response_model=BatchList)
 async def list_batches(
     state: StateDep,
     tenant: TenantDep,
