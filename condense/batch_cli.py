@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 from tqdm import tqdm
 
 from condense.client import API_KEY_ENV_VAR, Client, ClientError, upload_files
@@ -51,6 +52,11 @@ def remote(
             return command(settings, args)
         except ClientError as exc:
             return _fail(exc, _api_key(args))
+        except httpx.TransportError as exc:
+            print(
+                f"condense: cannot reach the gateway at {_base_url(settings, args)}: {exc}", file=sys.stderr
+            )
+            return 1
 
     return run
 
@@ -91,8 +97,8 @@ def _wait(client: Client, batch: BatchPublic) -> BatchPublic:
                 if event.event in ("status", "progress", "end"):
                     batch = BatchPublic.model_validate_json(event.data)
                     show(batch)
-        except ClientError:
-            pass
+        except (ClientError, httpx.TransportError):
+            pass  # no stream here, or it broke: polling finishes the job
         if batch.status == "in_progress":
             batch = client.wait_batch(batch.id)
             show(batch)

@@ -25,6 +25,7 @@ from condense.client import (
     UnavailableError,
     WaitTimeoutError,
 )
+from condense.stack import free_port
 from gateway.auth import create_key
 from schema.db import make_engine
 from schema.models import JobStatus
@@ -238,3 +239,9 @@ def test_cli_and_client_tell_about_the_key_on_401(
         # With the key, the same question reaches the batch store (none there).
         assert main(["batch", "status", some_id, "--url", base, "--api-key", key]) == 1
         assert capsys.readouterr().err.startswith("condense: not_found: ")
+
+
+def test_cli_says_when_no_gateway_answers(capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    assert main(["batch", "status", "0190a000-0000-7000-8000-000000000000", "--url", url]) == 1
+    assert capsys.readouterr().err.startswith(f"condense: cannot reach the gateway at {url}: ")
