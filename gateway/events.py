@@ -305,7 +305,7 @@ async def batch_events(
 
 # -- routes -----------------------------------------------------------------------------------
 
-_SSE_EXAMPLE = (
+_SSE_STREAM = (
     "retry: 3000\n\n"
     "id: 0.0.queued.0.0\nevent: status\ndata: {...}\n\n"
     "id: 1.0.running.2.10\nevent: status\ndata: {...}\n\n"
@@ -315,11 +315,23 @@ _SSE_EXAMPLE = (
 )
 
 
-def _sse_response(description: str) -> dict[int | str, dict[str, Any]]:
+def _sse_response(description: str, events: list[str], data: str) -> dict[int | str, dict[str, Any]]:
+    # The schema of a text/event-stream answer describes each event of the stream.
+    event_schema = {
+        "type": "object",
+        "required": ["event", "id", "data"],
+        "properties": {
+            "event": {"type": "string", "enum": events},
+            "id": {"type": "string", "description": "Send it back as Last-Event-ID to resume after it."},
+            "data": {"type": "string", "contentMediaType": "application/json", "description": data},
+            "retry": {"type": "integer", "description": "Advised reconnection delay, in milliseconds."},
+        },
+    }
+    example = {"event": "status", "id": "0.0.queued.0.0", "data": '{"id": "...", "status": "queued"}'}
     return {
         200: {
-            "description": description,
-            "content": {"text/event-stream": {"schema": {"type": "string"}, "example": _SSE_EXAMPLE}},
+            "description": f"{description}. A stream reads like this:\n\n```\n{_SSE_STREAM}```",
+            "content": {"text/event-stream": {"schema": event_schema, "example": example}},
         }
     }
 
@@ -338,7 +350,11 @@ LastEventId = Annotated[
     "/summaries/{job_id}/events",
     tags=["summaries"],
     response_class=StreamingResponse,
-    responses=_sse_response("status, progress and end events of the job, as Server-Sent Events"),
+    responses=_sse_response(
+        "status, progress and end events of the job, as Server-Sent Events",
+        ["status", "progress", "end"],
+        "the job, as GET /v1/summaries/{job_id} answers it",
+    ),
 )
 async def summary_events(
     request: Request, job_id: JobId, state: StateDep, tenant: TenantDep, last_event_id: LastEventId = None
@@ -352,7 +368,11 @@ async def summary_events(
     "/batches/{batch_id}/events",
     tags=["batches"],
     response_class=StreamingResponse,
-    responses=_sse_response("status, progress, document and end events of the batch, as Server-Sent Events"),
+    responses=_sse_response(
+        "status, progress, document and end events of the batch, as Server-Sent Events",
+        ["status", "progress", "document", "end"],
+        "the batch as GET /v1/batches/{batch_id} answers it; for a document event, the document's job",
+    ),
 )
 async def batch_events_route(
     request: Request, batch_id: BatchId, state: StateDep, tenant: TenantDep, last_event_id: LastEventId = None

@@ -132,8 +132,17 @@ class Checker:
         assert media in declared["content"], (
             f"{where} answered {media}, documented {list(declared['content'])}"
         )
+        schema = declared["content"][media]["schema"]
         if media == "application/json":
-            _validator(self.document, declared["content"][media]["schema"]).validate(response.json())
+            _validator(self.document, schema).validate(response.json())
+        if media == "text/event-stream":
+            events = list(parse_events(response.text.splitlines()))
+            assert events, where
+            for event in events:
+                _validator(self.document, schema).validate(
+                    {"event": event.event, "id": event.id, "data": event.data}
+                )
+                json.loads(event.data)
         if response.status_code == 503:
             assert int(response.headers["retry-after"]) >= 1
         return response
