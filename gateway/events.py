@@ -219,7 +219,7 @@ async def job_events(
     sent = last
     while True:
         try:
-            job = await state.read(jobs.get, job_id, tenant=tenant)
+            job = await state.read(jobs.get, job_id, tenant=tenant, with_text=False)
         except NotFoundError:
             return  # deleted by retention while watched: nothing more will happen to it
         position = JobPosition.of(job)
@@ -360,7 +360,7 @@ async def summary_events(
     request: Request, job_id: JobId, state: StateDep, tenant: TenantDep, last_event_id: LastEventId = None
 ) -> StreamingResponse:
     # Read before the stream opens: a wrong id or tenant is a 404, not an empty stream.
-    await state.read(jobs.get, job_id, tenant=tenant)
+    await state.read(jobs.get, job_id, tenant=tenant, with_text=False)
     return _open_stream(request, state, job_events(state, job_id, tenant, JobPosition.parse(last_event_id)))
 
 

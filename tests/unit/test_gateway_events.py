@@ -299,3 +299,8 @@ def test_documents_wait_for_the_settle_time_unless_the_batch_ended(
     assert just_before == []
     assert [found.id for found in later] == ids[:1]
     assert past_it == []
+    # Streams poll often: they never read the documents themselves.
+    assert later[0].input_text == ""
+    with engine.connect() as conn:
+        assert jobs.get(conn, ids[0], with_text=False).input_text == ""
+        assert jobs.get(conn, ids[0]).input_text.startswith(DOC)
