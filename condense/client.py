@@ -389,6 +389,14 @@ class Client:
         """The events of ``/v1/summaries/{id}/events`` or ``/v1/batches/{id}/events``, until ``end``."""
         return self._events(path, last_event_id=last_event_id, deadline=None)
 
+    def job_events(self, job_id: str, *, last_event_id: str | None = None) -> Iterator[ServerEvent]:
+        """A job's ``status``/``progress``/``end`` events; ``last_event_id`` resumes after that event."""
+        return self.events(f"/v1/summaries/{job_id}/events", last_event_id=last_event_id)
+
+    def batch_events(self, batch_id: str, *, last_event_id: str | None = None) -> Iterator[ServerEvent]:
+        """A batch's ``status``/``progress``/``document``/``end`` events."""
+        return self.events(f"/v1/batches/{batch_id}/events", last_event_id=last_event_id)
+
     def _events(
         self, path: str, *, last_event_id: str | None, deadline: float | None
     ) -> Iterator[ServerEvent]:
@@ -618,6 +626,12 @@ class AsyncClient:
                 yield event
                 if event.event == "end":
                     return
+
+    def job_events(self, job_id: str, *, last_event_id: str | None = None) -> AsyncIterator[ServerEvent]:
+        return self.events(f"/v1/summaries/{job_id}/events", last_event_id=last_event_id)
+
+    def batch_events(self, batch_id: str, *, last_event_id: str | None = None) -> AsyncIterator[ServerEvent]:
+        return self.events(f"/v1/batches/{batch_id}/events", last_event_id=last_event_id)
 
     async def wait(self, job_id: str, *, timeout_s: float = 300.0) -> SummaryJobPublic:
         deadline = time.monotonic() + timeout_s

@@ -152,6 +152,10 @@ def test_upload_a_folder_and_iterate_results_as_they_arrive(
         ]
         assert [result.job_id for result in results] == ids
         assert client.get_batch(batch.id).status == "completed"
+        events = list(client.batch_events(batch.id))
+        assert [event.event for event in events] == ["status", "document", "document", "end"]
+        resumed = list(client.batch_events(batch.id, last_event_id=events[1].id))
+        assert [event.event for event in resumed] == ["document", "end"]
         # Once ended, the stream gives every result again at once; /results agrees with it.
         assert list(client.iter_results(batch.id)) == results
         assert [line["job_id"] for line in client.results(batch.id)] == ids
@@ -168,6 +172,7 @@ def test_the_async_client_has_the_same_methods(gateway: tuple[str, FastAPI], eng
             await asyncio.to_thread(worker.join)
             assert done.status == JobStatus.SUCCEEDED
             assert (await client.list()).data[0].id == job.id
+            assert [event.event async for event in client.job_events(job.id)] == ["status", "end"]
             batch = await client.upload_batch([("one.txt", DOC.encode()), ("two.txt", DOC.encode())])
             ids = batch_job_ids(engine, batch.id)
             worker = when_streams_open(app, 1, lambda: finish_all(engine, ids, batch.id))
