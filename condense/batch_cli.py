@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import sys
-import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 from tqdm import tqdm
 
+from condense.client import API_KEY_ENV_VAR, Client, ClientError, upload_files
+from schema.api import BatchPublic
 from schema.settings import Settings
-
-_UPLOADABLE = {".txt", ".md", ".rst", ".html", ".htm", ".pdf", ".zip", ".jsonl"}
 
 
 def _base_url(settings: Settings, args: argparse.Namespace) -> str:
@@ -26,39 +27,38 @@ def _base_url(settings: Settings, args: argparse.Namespace) -> str:
 
 
 def _api_key(args: argparse.Namespace) -> str | None:
-    return args.api_key or os.environ.get("CONDENSE_API_KEY") or None
+    return args.api_key or os.environ.get(API_KEY_ENV_VAR) or None
 
 
-def _client(settings: Settings, args: argparse.Namespace) -> httpx.Client:
-    key = _api_key(args)
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
-    return httpx.Client(base_url=_base_url(settings, args), headers=headers, timeout=300)
+def _client(settings: Settings, args: argparse.Namespace) -> Client:
+    return Client(_base_url(settings, args), api_key=_api_key(args), timeout_s=300, poll_s=args.poll_s)
 
 
-def collect_files(paths: list[str]) -> list[Path]:
-    """Files to upload: folders are walked (in name order) for the formats the API accepts."""
-    found: list[Path] = []
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            found += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in _UPLOADABLE)
-        elif path.is_file():
-            found.append(path)
-        else:
-            raise FileNotFoundError(f"no such file or folder: {raw}")
-    return found
-
-
-def _fail(response: httpx.Response, api_key: str | None = None) -> int:
-    try:
-        error = response.json()["error"]
-        print(f"condense: {error['code']}: {error['message']}", file=sys.stderr)
-    except (ValueError, KeyError, TypeError):
-        print(f"condense: HTTP {response.status_code}: {response.text[:500]}", file=sys.stderr)
-    hint = failure_hint(response.status_code, api_key)
+def _fail(error: ClientError, api_key: str | None = None) -> int:
+    print(f"condense: {error.code}: {error.message}", file=sys.stderr)
+    hint = failure_hint(error.status, api_key)
     if hint:
         print(hint, file=sys.stderr)
     return 1
+
+
+def remote(
+    command: Callable[[Settings, argparse.Namespace], int],
+) -> Callable[[Settings, argparse.Namespace], int]:
+    """A command that talks to the gateway: an error answer is one line and a hint, not a traceback."""
+
+    def run(settings: Settings, args: argparse.Namespace) -> int:
+        try:
+            return command(settings, args)
+        except ClientError as exc:
+            return _fail(exc, _api_key(args))
+        except httpx.TransportError as exc:
+            print(
+                f"condense: cannot reach the gateway at {_base_url(settings, args)}: {exc}", file=sys.stderr
+            )
+            return 1
+
+    return run
 
 
 def failure_hint(status: int, api_key: str | None) -> str | None:
@@ -79,65 +79,70 @@ def failure_hint(status: int, api_key: str | None) -> str | None:
     return None
 
 
-def _wait(client: httpx.Client, batch: dict[str, Any], poll_s: float) -> dict[str, Any]:
-    total = batch["counts"]["total"]
-    with tqdm(total=total, unit="doc", desc=f"batch {batch['id'][:8]}", file=sys.stderr) as bar:
-        while True:
-            counts = batch["counts"]
-            done = counts["succeeded"] + counts["failed"] + counts["canceled"]
-            bar.update(done - bar.n)
-            bar.set_postfix(failed=counts["failed"], running=counts["running"])
-            if batch["status"] != "in_progress":
-                return batch
-            time.sleep(poll_s)
-            response = client.get(f"/v1/batches/{batch['id']}")
-            response.raise_for_status()
-            batch = response.json()
+def _done(batch: BatchPublic) -> int:
+    return batch.counts.succeeded + batch.counts.failed + batch.counts.canceled
 
 
+def _wait(client: Client, batch: BatchPublic) -> BatchPublic:
+    """Show progress until the batch ends: from its event stream, or by polling where there is none."""
+    with tqdm(total=batch.counts.total, unit="doc", desc=f"batch {batch.id[:8]}", file=sys.stderr) as bar:
+
+        def show(current: BatchPublic) -> None:
+            bar.update(_done(current) - bar.n)
+            bar.set_postfix(failed=current.counts.failed, running=current.counts.running)
+
+        show(batch)
+        try:
+            for event in client.events(f"/v1/batches/{batch.id}/events"):
+                if event.event in ("status", "progress", "end"):
+                    batch = BatchPublic.model_validate_json(event.data)
+                    show(batch)
+        except (ClientError, httpx.TransportError):
+            pass  # no stream here, or it broke: polling finishes the job
+        if batch.status == "in_progress":
+            batch = client.wait_batch(batch.id)
+            show(batch)
+    return batch
+
+
+@remote
 def submit(settings: Settings, args: argparse.Namespace) -> int:
     try:
-        files = collect_files(args.paths)
+        files = upload_files(args.paths)
     except FileNotFoundError as exc:
         print(f"condense: {exc}", file=sys.stderr)
         return 2
-    if not files:
-        print("condense: nothing to upload", file=sys.stderr)
+    try:
+        params = json.loads(args.params) if args.params else None
+    except ValueError as exc:
+        print(f"condense: --params is not JSON: {exc}", file=sys.stderr)
         return 2
-    form: dict[str, str] = {}
-    if args.params:
-        form["params"] = args.params
-    if args.webhook_url:
-        form["webhook_url"] = args.webhook_url
-    if args.webhook_secret:
-        form["webhook_secret"] = args.webhook_secret
-    if args.email:
-        form["email"] = args.email
     with _client(settings, args) as client:
-        uploads = [("files", (path.name, path.read_bytes())) for path in files]
-        response = client.post("/v1/batches", files=uploads, data=form)
-        if response.status_code != 202:
-            return _fail(response, _api_key(args))
-        batch = response.json()
-        print(batch["id"])
+        batch = client.upload_batch(
+            files,
+            params=params,
+            webhook_url=args.webhook_url,
+            webhook_secret=args.webhook_secret,
+            email=args.email,
+        )
+        print(batch.id)
         if args.wait:
-            batch = _wait(client, batch, args.poll_s)
-            counts = batch["counts"]
+            batch = _wait(client, batch)
+            counts = batch.counts
             print(
-                f"{batch['status']}: {counts['succeeded']} succeeded, {counts['failed']} failed, "
-                f"{counts['canceled']} canceled",
+                f"{batch.status}: {counts.succeeded} succeeded, {counts.failed} failed, "
+                f"{counts.canceled} canceled",
                 file=sys.stderr,
             )
-            return 0 if counts["failed"] == 0 else 1
+            return 0 if counts.failed == 0 else 1
     return 0
 
 
+@remote
 def status(settings: Settings, args: argparse.Namespace) -> int:
     with _client(settings, args) as client:
-        response = client.get(f"/v1/batches/{args.batch_id}")
-        if response.status_code != 200:
-            return _fail(response, _api_key(args))
-        print(response.text if args.json else describe_batch(response.json()))
+        batch = client.get_batch(args.batch_id)
+    print(batch.model_dump_json() if args.json else describe_batch(batch.model_dump(mode="json")))
     return 0
 
 
@@ -167,19 +172,15 @@ def describe_batch(batch: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+@remote
 def results(settings: Settings, args: argparse.Namespace) -> int:
-    with (
-        _client(settings, args) as client,
-        client.stream("GET", f"/v1/batches/{args.batch_id}/results") as response,
-    ):
-        if response.status_code != 200:
-            response.read()
-            return _fail(response, _api_key(args))
+    with _client(settings, args) as client:
+        lines = client.results(args.batch_id)
+        first = next(lines, None)  # an error answer shows before the output file is made
         out = Path(args.output).open("w", encoding="utf-8") if args.output else sys.stdout
         try:
-            for line in response.iter_lines():
-                if line:
-                    out.write(line + "\n")
+            for line in itertools.chain([first] if first is not None else [], lines):
+                out.write(json.dumps(line, ensure_ascii=False) + "\n")
         finally:
             if out is not sys.stdout:
                 out.close()
@@ -193,6 +194,9 @@ def add_arguments(commands: argparse._SubParsersAction[Any]) -> None:
     def client_options(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--url", default=None, help="gateway base URL (default: from the settings)")
         parser.add_argument("--api-key", default=None, help="API key (default: $CONDENSE_API_KEY)")
+        parser.add_argument(
+            "--poll-s", type=float, default=1.0, help="polling period where the gateway streams no events"
+        )
 
     submit_parser = sub.add_parser("submit", help="upload a folder, files, a zip or a JSONL")
     submit_parser.add_argument("paths", nargs="+")
@@ -201,7 +205,6 @@ def add_arguments(commands: argparse._SubParsersAction[Any]) -> None:
     submit_parser.add_argument("--webhook-url", default=None)
     submit_parser.add_argument("--webhook-secret", default=None)
     submit_parser.add_argument("--email", default=None)
-    submit_parser.add_argument("--poll-s", type=float, default=1.0)
     client_options(submit_parser)
     submit_parser.set_defaults(handler=submit)
 

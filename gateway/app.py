@@ -19,9 +19,12 @@ from gateway.auth import Authenticator, is_loopback_host
 from gateway.batches import router as batches_router
 from gateway.bodylimit import BodyLimitMiddleware
 from gateway.console import mount_console
+from gateway.docs import install_docs
 from gateway.endpoint_cache import EndpointCache
 from gateway.endpoints import router as endpoints_router
 from gateway.errors import ERROR_RESPONSES, GatewayConfigError, install_error_handlers, retry_after_headers
+from gateway.events import EventStreams
+from gateway.events import router as events_router
 from gateway.microbatch import MicroBatcher
 from gateway.observability import install_metrics
 from gateway.routes import router
@@ -185,8 +188,12 @@ def create_app(settings: Settings, *, summarizer_factory: SummarizerFactory | No
         version="0.1.0",
         description="Summarize long text: answered at once when short, queued when long.",
         lifespan=lifespan,
+        # Served by gateway.docs from this package instead of a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     install_error_handlers(app)
+    install_docs(app)
     upload_limit = upload_body_limit(settings.batches)
 
     def body_limit(method: str, path: str) -> int:
@@ -201,6 +208,8 @@ def create_app(settings: Settings, *, summarizer_factory: SummarizerFactory | No
     app.include_router(endpoints_router, responses=ERROR_RESPONSES)
     app.include_router(variants_router, responses=ERROR_RESPONSES)
     mount_console(app)
+    app.include_router(events_router, responses=ERROR_RESPONSES)
+    app.state.events = EventStreams(settings.gateway.events_max_streams)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> JSONResponse:

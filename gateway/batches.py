@@ -21,7 +21,7 @@ from gateway.pagination import decode_cursor, encode_cursor
 from gateway.uploads import Document, parse_json, parse_upload
 from gateway.uploads import UploadFile as UploadedFile
 from gateway.webhooks import resolve_webhook
-from schema.api import BatchCounts, BatchPublic, WebhookTarget
+from schema.api import BatchCounts, BatchList, BatchPublic, WebhookTarget
 from schema.models import Lane, new_id
 from schema.settings import BatchUploadSettings, Settings
 from schema.storable import json_problem, json_size
@@ -54,7 +54,7 @@ def _json_field(name: str, raw: str | None, *, max_bytes: int) -> dict[str, Any]
     return value
 
 
-def _batch_public(batch: BatchRecord, counts: StoredCounts) -> BatchPublic:
+def batch_public(batch: BatchRecord, counts: StoredCounts) -> BatchPublic:
     return BatchPublic(
         id=batch.id,
         status=batch.status,  # type: ignore[arg-type]
@@ -180,7 +180,7 @@ async def create_batch(request: Request, state: StateDep, tenant: TenantDep) -> 
             )
         )
     await state.write(batches.create, batch, new_jobs, topic_for=state.topic_for)
-    public = _batch_public(batch, StoredCounts(queued=len(new_jobs)))
+    public = batch_public(batch, StoredCounts(queued=len(new_jobs)))
     return JSONResponse(
         public.model_dump(mode="json"), status_code=202, headers={"Location": f"/v1/batches/{batch.id}"}
     )
@@ -193,10 +193,10 @@ def _get_with_counts(conn: Any, batch_id: str, tenant: str) -> tuple[BatchRecord
 
 @router.get("/batches/{batch_id}", response_model=BatchPublic)
 async def get_batch(batch_id: BatchId, state: StateDep, tenant: TenantDep) -> BatchPublic:
-    return _batch_public(*await state.read(_get_with_counts, batch_id, tenant))
+    return batch_public(*await state.read(_get_with_counts, batch_id, tenant))
 
 
-@router.get("/batches")
+@router.get("/batches", response_model=BatchList)
 async def list_batches(
     state: StateDep,
     tenant: TenantDep,
@@ -206,7 +206,7 @@ async def list_batches(
     found = await state.read(
         batches.list_page, tenant, before_id=decode_cursor(cursor) if cursor else None, limit=limit + 1
     )
-    page = [_batch_public(batch, counts).model_dump(mode="json") for batch, counts in found[:limit]]
+    page = [batch_public(batch, counts).model_dump(mode="json") for batch, counts in found[:limit]]
     next_cursor = encode_cursor(page[-1]["id"]) if len(found) > limit and page else None
     return {"data": page, "next_cursor": next_cursor}
 
@@ -301,4 +301,4 @@ async def batch_results(
 @router.post("/batches/{batch_id}/cancel", response_model=BatchPublic)
 async def cancel_batch(batch_id: BatchId, state: StateDep, tenant: TenantDep) -> BatchPublic:
     await state.write(batches.cancel, batch_id, tenant=tenant)
-    return _batch_public(*await state.read(_get_with_counts, batch_id, tenant))
+    return batch_public(*await state.read(_get_with_counts, batch_id, tenant))

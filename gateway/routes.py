@@ -18,7 +18,14 @@ from gateway.ids import DeliveryId, JobId
 from gateway.pagination import decode_cursor, encode_cursor
 from gateway.state import GatewayState, VariantRuntime
 from gateway.webhooks import resolve_webhook
-from schema.api import SummaryJobCreate, SummaryJobList, SummaryJobPublic, job_to_public
+from schema.api import (
+    DeliveryList,
+    Redelivery,
+    SummaryJobCreate,
+    SummaryJobList,
+    SummaryJobPublic,
+    job_to_public,
+)
 from schema.models import JobStatus, Route, new_id, utcnow
 from schema.storable import json_size
 from schema.store import deliveries, jobs
@@ -106,7 +113,7 @@ async def _store(state: GatewayState, job: JobRecord) -> None:
     status_code=202,
     response_model=SummaryJobPublic,
     responses={
-        200: {"description": "answered at once (short text)"},
+        200: {"model": SummaryJobPublic, "description": "answered at once (short text)"},
         202: {"description": "queued"},
         **DEADLINE_RESPONSE,
     },
@@ -234,14 +241,14 @@ async def cancel_summary(job_id: JobId, state: StateDep, tenant: TenantDep) -> S
     return job_to_public(await state.write(jobs.cancel, job_id, tenant=tenant))
 
 
-@router.get("/summaries/{job_id}/deliveries")
+@router.get("/summaries/{job_id}/deliveries", response_model=DeliveryList)
 async def list_deliveries(job_id: JobId, state: StateDep, tenant: TenantDep) -> dict[str, Any]:
     await state.read(jobs.get, job_id, tenant=tenant)
     found = await state.read(deliveries.list_for_job, job_id)
     return {"data": [delivery_public(delivery, attempts) for delivery, attempts in found]}
 
 
-@router.post("/deliveries/{delivery_id}/redeliver", status_code=202)
+@router.post("/deliveries/{delivery_id}/redeliver", status_code=202, response_model=Redelivery)
 async def redeliver_delivery(delivery_id: DeliveryId, state: StateDep, tenant: TenantDep) -> dict[str, Any]:
     await state.write(deliveries.redeliver, delivery_id, tenant=tenant)
     return {"id": delivery_id, "status": "pending"}

@@ -175,3 +175,37 @@ def job_to_public(job: JobRecord) -> SummaryJobPublic:
         custom_id=job.custom_id,
         attempts=job.attempts or 0,
     )
+
+
+class BatchList(BaseModel):
+    data: list[BatchPublic]
+    next_cursor: str | None
+
+
+class DeliveryAttemptPublic(BaseModel):
+    attempted_at: str = Field(description="ISO 8601 time of the attempt.")
+    status_code: int | None = Field(description="The receiver's HTTP status; null when none came.")
+    latency_ms: float | None
+    error: str | None
+    succeeded: bool
+
+
+class DeliveryPublic(BaseModel):
+    id: str
+    event_id: str
+    event_type: str
+    channel: Literal["webhook", "email"]
+    target: str
+    status: Literal["pending", "succeeded", "exhausted", "disabled"]
+    attempts: list[DeliveryAttemptPublic]
+    next_attempt_at: str | None = Field(description="ISO 8601 time of the next try of a pending delivery.")
+    created_at: str = Field(description="ISO 8601 time the delivery was recorded.")
+
+
+class DeliveryList(BaseModel):
+    data: list[DeliveryPublic]
+
+
+class Redelivery(BaseModel):
+    id: str
+    status: Literal["pending"]

@@ -123,6 +123,29 @@ class GatewaySettings(_Section):
     )
     request_timeout_s: float = Field(default=30.0, gt=0, description="Default deadline of a sync request.")
     max_request_timeout_s: float = Field(default=120.0, gt=0, description="Cap on a per-request override.")
+    events_poll_s: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="How often an open event stream (/v1/.../events) reads its job or batch rows again.",
+    )
+    events_heartbeat_s: float = Field(
+        default=15.0,
+        gt=0,
+        description="A comment line every this many seconds keeps an idle event stream open through proxies.",
+    )
+    events_retry_ms: int = Field(
+        default=3_000, ge=0, description="Reconnect delay an event stream advises its clients (SSE `retry:`)."
+    )
+    events_settle_s: float = Field(
+        default=2.0,
+        ge=0,
+        description="A batch stream announces a document this long after it finished, so that one "
+        "committed late by a slower worker is never skipped; the end of a batch sends the rest at once.",
+    )
+    events_max_streams: int = Field(
+        default=1_000, ge=1, description="Open event streams per gateway process; more get 503 + Retry-After."
+    )
     micro_batch: MicroBatchSettings = Field(default_factory=MicroBatchSettings)
 
 

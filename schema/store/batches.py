@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, and_, func, or_, select, update
 
 from schema.models import JobStatus, batches_table, jobs_table, new_id, utcnow
 from schema.store.errors import BatchFinishedError, NotFoundError
 from schema.store.events import BATCH_COMPLETED, record_batch_event
-from schema.store.jobs import FINAL_VALUES, OPEN_STATUSES, insert_jobs
+from schema.store.jobs import FINAL_VALUES, OPEN_STATUSES, WITHOUT_TEXT, from_row_without_text, insert_jobs
 from schema.store.records import BatchCounts, BatchRecord, JobRecord
 
 _JOBS = jobs_table
@@ -116,6 +117,35 @@ def results_page(conn: Connection, batch_id: str, *, after_id: str, limit: int) 
         .limit(limit)
     ).all()
     return [BatchResult(*row) for row in rows]
+
+
+def finished_after(
+    conn: Connection,
+    batch_id: str,
+    *,
+    after: tuple[datetime, str] | None,
+    finished_before: datetime | None,
+    limit: int,
+) -> list[JobRecord]:
+    """Ended documents of a batch in (finished_at, id) order, after the position ``after``, without
+    their text (``input_text`` is empty).
+
+    ``finished_before`` leaves out documents that ended at or after it: a document is only
+    handed out once every transaction that might still commit an earlier one has had time to.
+    """
+    query = select(*WITHOUT_TEXT).where(_JOBS.c.batch_id == batch_id, _JOBS.c.status.in_(FINAL_VALUES))
+    if after is not None:
+        moment, job_id = after
+        query = query.where(
+            or_(
+                _JOBS.c.finished_at > moment,
+                and_(_JOBS.c.finished_at == moment, _JOBS.c.id > job_id),
+            )
+        )
+    if finished_before is not None:
+        query = query.where(_JOBS.c.finished_at < finished_before)
+    rows = conn.execute(query.order_by(_JOBS.c.finished_at, _JOBS.c.id).limit(limit)).mappings().all()
+    return [from_row_without_text(row) for row in rows]
 
 
 def complete_if_done(conn: Connection, batch_id: str) -> BatchClosed | None:

@@ -132,15 +132,28 @@ def insert_jobs(conn: Connection, jobs: Sequence[JobRecord], *, topic_for: Mappi
 # -- reads ------------------------------------------------------------------------------------
 
 
-def get(conn: Connection, job_id: str, *, tenant: str | None = None) -> JobRecord:
-    """The job; NotFoundError when it does not exist or belongs to another tenant."""
-    query = select(_JOBS).where(_JOBS.c.id == job_id)
+# Every column but the document itself (up to megabytes), for reads that never show it.
+WITHOUT_TEXT = [column for column in _JOBS.c if column.name != "input_text"]
+
+
+def from_row_without_text(row: Mapping[Any, Any]) -> JobRecord:
+    """A record of a row read with :data:`WITHOUT_TEXT`: its ``input_text`` is empty."""
+    return JobRecord.from_row({**row, "input_text": ""})
+
+
+def get(conn: Connection, job_id: str, *, tenant: str | None = None, with_text: bool = True) -> JobRecord:
+    """The job; NotFoundError when it does not exist or belongs to another tenant.
+
+    ``with_text=False`` leaves the document out (``input_text`` is then empty): what polls a job
+    many times a second for its status need not read megabytes each time.
+    """
+    query = (select(_JOBS) if with_text else select(*WITHOUT_TEXT)).where(_JOBS.c.id == job_id)
     if tenant is not None:
         query = query.where(_JOBS.c.tenant == tenant)
     row = conn.execute(query).mappings().one_or_none()
     if row is None:
         raise NotFoundError(f"no summary job with id {job_id}")
-    return JobRecord.from_row(row)
+    return JobRecord.from_row(row) if with_text else from_row_without_text(row)
 
 
 def find_by_idempotency_key(conn: Connection, tenant: str, key: str) -> JobRecord | None:

@@ -10,6 +10,7 @@ import time
 import zipfile
 from pathlib import Path
 
+from condense.client import Client
 from tests.fixtures.pipeline import PipelineFactory, expect_json, make_document
 
 
@@ -94,3 +95,16 @@ def test_cli_submits_a_folder_waits_and_writes_results(
     results = [json.loads(line) for line in out.read_text().splitlines()]
     assert sorted(result["custom_id"] for result in results) == [f"note-{i}.md" for i in range(5)]
     assert {result["status"] for result in results} == {"succeeded"}
+    # The Python client on the same pipeline: a long job waited on through its event stream, and
+    # a batch whose results arrive one by one as the worker ends them.
+    with Client(run.base) as client:
+        job = client.submit(make_document(99, sentences=40), mode="async", max_words=30)
+        assert job.status == "queued"
+        done = client.wait(job.id, timeout_s=120)
+        assert done.status == "succeeded", done.error
+        assert done.summary
+        batch = client.upload_batch(folder)
+        arrived = list(client.iter_results(batch.id))
+        assert sorted(result.custom_id or "" for result in arrived) == [f"note-{i}.md" for i in range(5)]
+        assert {result.status for result in arrived} == {"succeeded"}
+        assert client.get_batch(batch.id).status == "completed"

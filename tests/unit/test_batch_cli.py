@@ -6,6 +6,7 @@ import httpx
 import pytest
 
 from condense.batch_cli import _fail, describe_batch, failure_hint
+from condense.client import AuthenticationError, error_from_response
 
 
 def batch(**counts: int) -> dict[str, object]:
@@ -55,7 +56,11 @@ def test_an_empty_batch_is_complete_not_a_division_by_zero() -> None:
 def test_a_401_without_a_key_says_how_to_pass_one(capsys: pytest.CaptureFixture[str]) -> None:
     response = httpx.Response(401, json={"error": {"code": "unauthorized", "message": "no valid API key"}})
 
-    assert _fail(response, None) == 1
+    error = error_from_response(response)
+    assert isinstance(error, AuthenticationError)
+    assert (error.code, error.status) == ("unauthorized", 401)
+
+    assert _fail(error, None) == 1
 
     err = capsys.readouterr().err
     assert err.startswith("condense: unauthorized: no valid API key\n")

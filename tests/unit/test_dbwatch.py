@@ -7,8 +7,8 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from schema.dbwatch import SqliteWatch
 from schema.db import make_engine
+from schema.dbwatch import SqliteWatch
 from schema.settings import DatabaseSettings
 
 
