@@ -28,6 +28,8 @@ from schema.api import (
     DeliveryList,
     DeliveryPublic,
     JobError,
+    ModelVariantList,
+    ModelVariantPublic,
     Progress,
     Redelivery,
     SummaryJobList,
@@ -54,12 +56,15 @@ ERRORS_BY_OPERATION: dict[tuple[str, str], tuple[int, ...]] = {
     ("post", "/v1/batches"): (400, 413, 422),
     ("get", "/v1/batches"): (422,),
     ("get", "/v1/batches/{batch_id}"): (404,),
-    ("get", "/v1/batches/{batch_id}/results"): (404,),
+    ("get", "/v1/batches/{batch_id}/results"): (404, 422),
     ("get", "/v1/batches/{batch_id}/events"): (404, 422),
     ("post", "/v1/batches/{batch_id}/cancel"): (404, 409),
     ("put", "/v1/webhook-endpoint"): (400, 413, 422),
     ("get", "/v1/webhook-endpoint"): (404,),
     ("delete", "/v1/webhook-endpoint"): (404,),
+    ("post", "/v1/webhook-endpoint/test"): (404, 422),
+    ("get", "/v1/deliveries/{delivery_id}"): (404,),
+    ("get", "/v1/models"): (),
 }
 
 _ERROR_DESCRIPTIONS: dict[int, str] = {
@@ -210,6 +215,38 @@ EXAMPLES: dict[tuple[str, str], tuple[Any, dict[int, Any]]] = {
     ),
     ("put", "/v1/webhook-endpoint"): ({"url": "https://hooks.example.com/condense"}, {200: _ENDPOINT}),
     ("get", "/v1/webhook-endpoint"): (None, {200: _ENDPOINT}),
+    ("post", "/v1/webhook-endpoint/test"): (
+        None,
+        {
+            202: _DELIVERY.model_copy(
+                update={"event_type": "webhook.test", "status": "pending", "attempts": []}
+            ).model_dump(mode="json")
+        },
+    ),
+    ("get", "/v1/deliveries/{delivery_id}"): (None, {200: _DELIVERY.model_dump(mode="json")}),
+    ("get", "/v1/models"): (
+        None,
+        {
+            200: ModelVariantList(
+                data=[
+                    ModelVariantPublic(
+                        name="default",
+                        weight=1.0,
+                        share=1.0,
+                        status="ready",
+                        loaded=True,
+                        kind="extractive",
+                        model="all-MiniLM-L6-v2",
+                        sha256="53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+                        backend="onnx-int8",
+                        quantization="static-int8-qdq-u8s8-per-channel-minmax",
+                        device="cpu",
+                        engine_version="condense-0.1.0/onnx-int8/static-int8-qdq-u8s8-per-channel-minmax",
+                    )
+                ]
+            ).model_dump(mode="json")
+        },
+    ),
 }
 _PATH_EXAMPLES = {"job_id": JOB_ID, "batch_id": BATCH_ID, "delivery_id": DELIVERY_ID}
 

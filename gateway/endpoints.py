@@ -13,7 +13,7 @@ from gateway.deps import StateDep, TenantDep
 from gateway.errors import NotFoundError
 from gateway.ids import DeliveryId
 from gateway.webhooks import validate_webhook
-from schema.api import WebhookTarget
+from schema.api import DeliveryPublic, WebhookTarget
 from schema.models import endpoints_table, utcnow
 from schema.store import deliveries, events
 from schema.store.records import AttemptRecord, DeliveryRecord
@@ -111,7 +111,7 @@ def delivery_public(delivery: DeliveryRecord, attempts: list[AttemptRecord]) -> 
     }
 
 
-@router.post("/webhook-endpoint/test", status_code=202)
+@router.post("/webhook-endpoint/test", status_code=202, response_model=DeliveryPublic)
 async def test_endpoint(state: StateDep, tenant: TenantDep) -> dict[str, Any]:
     """Queue a signed ``webhook.test`` event to the default endpoint; follow it at /v1/deliveries/{id}."""
     endpoint = await state.endpoints.get(tenant)
@@ -124,6 +124,6 @@ async def test_endpoint(state: StateDep, tenant: TenantDep) -> dict[str, Any]:
     return delivery_public(*await state.read(deliveries.get_with_attempts, delivery_id, tenant=tenant))
 
 
-@router.get("/deliveries/{delivery_id}")
+@router.get("/deliveries/{delivery_id}", response_model=DeliveryPublic)
 async def get_delivery(delivery_id: DeliveryId, state: StateDep, tenant: TenantDep) -> dict[str, Any]:
     return delivery_public(*await state.read(deliveries.get_with_attempts, delivery_id, tenant=tenant))

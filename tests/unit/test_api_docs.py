@@ -211,6 +211,8 @@ def test_every_operation_answers_as_documented(client: TestClient, engine: Engin
     call("get", "/v1/summaries/{job_id}/deliveries", 200, path={"job_id": sync["id"]})
     call("post", "/v1/deliveries/{delivery_id}/redeliver", 202, path={"delivery_id": delivery_id})
     call("post", "/v1/deliveries/{delivery_id}/redeliver", 404, path={"delivery_id": UNKNOWN})
+    call("get", "/v1/deliveries/{delivery_id}", 200, path={"delivery_id": delivery_id})
+    call("get", "/v1/deliveries/{delivery_id}", 404, path={"delivery_id": UNKNOWN})
 
     # batches
     upload = [("files", ("a.txt", SHORT.encode())), ("files", ("b.txt", SHORT.encode()))]
@@ -227,6 +229,8 @@ def test_every_operation_answers_as_documented(client: TestClient, engine: Engin
     call("post", "/v1/batches/{batch_id}/cancel", 404, path={"batch_id": UNKNOWN})
     call("get", "/v1/batches/{batch_id}/results", 200, path={"batch_id": batch["id"]})
     call("get", "/v1/batches/{batch_id}/results", 404, path={"batch_id": UNKNOWN})
+    call("get", "/v1/batches/{batch_id}/results", 200, path={"batch_id": batch["id"]}, params={"format": "csv"})
+    call("get", "/v1/batches/{batch_id}/results", 422, path={"batch_id": batch["id"]}, params={"format": "xml"})
     events = call("get", "/v1/batches/{batch_id}/events", 200, path={"batch_id": batch["id"]})
     last = list(parse_events(events.text.splitlines()))[-1]
     assert (last.event, last.json()["status"]) == ("end", "canceled")
@@ -241,19 +245,25 @@ def test_every_operation_answers_as_documented(client: TestClient, engine: Engin
 
     # the default webhook endpoint
     call("get", "/v1/webhook-endpoint", 404)
+    call("post", "/v1/webhook-endpoint/test", 404)
     call("delete", "/v1/webhook-endpoint", 404)
     call("put", "/v1/webhook-endpoint", 200, json={"url": "http://127.0.0.1:9/hook"})
     call("put", "/v1/webhook-endpoint", 422, json={"url": "http://127.0.0.1:9/hook", "secret": "plain"})
     call("put", "/v1/webhook-endpoint", 400, content=b"{", headers={"content-type": "application/json"})
     call("put", "/v1/webhook-endpoint", 413, json={"url": "http://127.0.0.1:9/" + "x" * 9_000_000})
     call("get", "/v1/webhook-endpoint", 200)
+    call("post", "/v1/webhook-endpoint/test", 202)
     call("delete", "/v1/webhook-endpoint", 204)
+
+    # the model variants: nothing a caller sends can make it fail (its 401 is checked below)
+    call("get", "/v1/models", 200)
 
     operations = set(ERRORS_BY_OPERATION)
     assert set(call.seen) == operations
     for operation, statuses in call.seen.items():
         assert any(status < 400 for status in statuses), f"{operation}: no success case"
-        assert any(status >= 400 for status in statuses), f"{operation}: no error case"
+        if ERRORS_BY_OPERATION[operation]:
+            assert any(status >= 400 for status in statuses), f"{operation}: no error case"
 
 
 def test_answers_without_a_key_are_documented_401s(settings: Settings, engine: Engine) -> None:
