@@ -5,17 +5,20 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from dataclasses import replace
+from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import EmailStr, TypeAdapter, ValidationError
 
+from common.pii import PII_MODES, PiiMode
 from gateway.deps import StateDep, TenantDep
-from gateway.errors import InvalidRequestError, PayloadTooLargeError
+from gateway.errors import InvalidRequestError, PayloadTooLargeError, PiiRejectedError
 from gateway.ids import BatchId
 from gateway.multipart import UploadForm, parse_upload_form
 from gateway.pagination import decode_cursor, encode_cursor
+from gateway.privacy import screen
 from gateway.uploads import Document, parse_json, parse_upload
 from gateway.uploads import UploadFile as UploadedFile
 from gateway.webhooks import resolve_webhook
@@ -63,7 +66,7 @@ def _batch_public(batch: BatchRecord, counts: StoredCounts) -> BatchPublic:
 
 
 _FILES_FIELD = "files"
-_TEXT_FIELDS = frozenset({"params", "webhook_url", "webhook_secret", "email", "metadata"})
+_TEXT_FIELDS = frozenset({"params", "webhook_url", "webhook_secret", "email", "metadata", "pii"})
 # What the form looks like, for the OpenAPI document: the route reads the body itself (see
 # gateway.multipart), so FastAPI cannot derive it from parameters.
 _UPLOAD_SCHEMA: dict[str, Any] = {
@@ -80,6 +83,7 @@ _UPLOAD_SCHEMA: dict[str, Any] = {
         "webhook_secret": {"type": "string", "description": "whsec_<base64>; needs webhook_url"},
         "email": {"type": "string"},
         "metadata": {"type": "string", "description": "JSON object kept with the batch"},
+        "pii": {"type": "string", "enum": ["off", "mask_summary", "mask_stored", "reject"]},
     },
 }
 
@@ -87,6 +91,16 @@ _UPLOAD_SCHEMA: dict[str, Any] = {
 def _field_limit(settings: Settings) -> int:
     # params and metadata are bounded as compact JSON; leave room for the whitespace of pretty JSON.
     return 64 * 1024 + 4 * settings.gateway.max_metadata_bytes
+
+
+def _screen_all(documents: list[Document], mode: PiiMode) -> list[str]:
+    texts = []
+    for document in documents:
+        try:
+            texts.append(screen(document.text, mode))
+        except PiiRejectedError as exc:
+            raise PiiRejectedError(f"{document.custom_id}: {exc.message}") from exc
+    return texts
 
 
 def _read_documents(form: UploadForm, limits: BatchUploadSettings) -> list[Document]:
@@ -134,6 +148,10 @@ async def create_batch(request: Request, state: StateDep, tenant: TenantDep) -> 
             except ValidationError as exc:
                 raise InvalidRequestError(f"webhook: {exc.errors()[0]['msg']}") from exc
         webhook_url, webhook_secret = await resolve_webhook(state, tenant, webhook_url, webhook_secret)
+        requested_pii = fields.get("pii")
+        if requested_pii is not None and requested_pii not in PII_MODES:
+            raise InvalidRequestError(f"pii: must be one of {', '.join(PII_MODES)}")
+        pii_mode = settings.governance.pii.mode_for(tenant, cast(PiiMode | None, requested_pii))
         if email is not None:
             try:
                 _EMAIL.validate_python(email)
@@ -150,6 +168,10 @@ async def create_batch(request: Request, state: StateDep, tenant: TenantDep) -> 
         except SummarizerError as exc:
             raise InvalidRequestError(f"{document.custom_id}: {exc.message}", code=exc.code) from exc
         validated.append(merged.model_dump(exclude_none=True))
+    if pii_mode in {"reject", "mask_stored"}:
+        # Off the event loop: thousands of documents take a while to scan.
+        texts = await asyncio.to_thread(_screen_all, documents, pii_mode)
+        documents = [replace(d, text=t) for d, t in zip(documents, texts, strict=True)]
 
     batch = batches.new_batch(
         tenant=tenant,
@@ -168,6 +190,7 @@ async def create_batch(request: Request, state: StateDep, tenant: TenantDep) -> 
             params=job_params,
             batch_id=batch.id,
             custom_id=document.custom_id,
+            pii_mode=pii_mode,
             created_at=batch.created_at,
             updated_at=batch.created_at,
         )

@@ -15,6 +15,7 @@ from gateway.deps import StateDep, TenantDep
 from gateway.errors import DEADLINE_RESPONSE, PayloadTooLargeError
 from gateway.ids import DeliveryId, JobId
 from gateway.pagination import decode_cursor, encode_cursor
+from gateway.privacy import screen, summary_for
 from gateway.state import GatewayState
 from gateway.webhooks import resolve_webhook
 from schema.api import SummaryJobCreate, SummaryJobList, SummaryJobPublic, job_to_public
@@ -129,6 +130,11 @@ async def create_summary(
         )
     # Only an idempotent replay compares bodies; hashing megabytes for every submit would not pay.
     request_hash = _request_hash(body) if idempotency_key is not None else None
+    pii_mode = settings.governance.pii.mode_for(tenant, body.pii)
+    # Before anything else holds the text: from here on only the screened text exists.
+    screened = screen(body.text, pii_mode)
+    if screened is not body.text:
+        body = body.model_copy(update={"text": screened})
     if idempotency_key is not None and request_hash is not None:
         existing = await state.read(jobs.find_by_idempotency_key, tenant, idempotency_key)
         if existing is not None:
@@ -154,6 +160,7 @@ async def create_summary(
         "webhook_url": webhook[0],
         "webhook_secret": webhook[1],
         "email": str(body.email) if body.email else None,
+        "pii_mode": pii_mode,
     }
     if route is Route.SYNC:
         assert batcher is not None  # noqa: S101 - _choose_route picks sync only with a running batcher
@@ -164,7 +171,7 @@ async def create_summary(
         result = await batcher.submit((body.text, params), timeout_s=timeout_s)
         columns.update(
             status=JobStatus.SUCCEEDED.value,
-            summary=result.summary,
+            summary=summary_for(result.summary, pii_mode),
             language=result.language,
             model=result.model.as_dict(),
             timings={**result.timings, "request_s": time.perf_counter() - began},

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
+from common import pii
 from schema.models import JobStatus, utcnow
 from schema.store import batches, jobs
 from schema.store.jobs import Finished, Outcome
@@ -129,6 +130,8 @@ class _Runnable:
 
 
 Result = SummaryResult | SummarizerError
+# The PII modes (common.pii.PiiMode) under which a job's summary is stored masked.
+MASKS_SUMMARY = frozenset({"mask_summary", "mask_stored"})
 
 
 class JobExecutor:
@@ -252,7 +255,8 @@ class JobExecutor:
         if isinstance(result, SummaryResult):
             final = Outcome(
                 JobStatus.SUCCEEDED,
-                summary=result.summary,
+                # Masked before it is stored: the API, webhooks and e-mails all read it from here.
+                summary=pii.mask_text(result.summary) if job.pii_mode in MASKS_SUMMARY else result.summary,
                 language=result.language,
                 model=result.model.as_dict(),
                 timings=result.timings,
