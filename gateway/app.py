@@ -27,6 +27,7 @@ from gateway.state import GatewayState
 from gateway.submit import GroupCommitter
 from schema.db import make_async_engine
 from schema.settings import BatchUploadSettings, Settings
+from schema.store import audit
 from summarizer import Summarizer, SummarizerError, SummaryParams, load_summarizer
 from summarizer.params import params_validator
 from summarizer.runtime import settle_heap
@@ -72,6 +73,12 @@ async def _load_model(state: GatewayState, factory: SummarizerFactory) -> None:
     state.batcher = batcher
     settle_heap()
     log.info("model ready: %s", summarizer.info.as_dict())
+    try:
+        # The gateway serves short texts with this model, so its loads are on record too; it does
+        # not refuse a mismatch (the loader logged it), workers do (worker.allow_model_mismatch).
+        await state.write(audit.record_loaded, summarizer, component="gateway", refused=False)
+    except Exception as exc:
+        log.warning("could not record the model load in the audit table: %s", exc)
 
 
 async def _db_status(engine: AsyncEngine) -> str:

@@ -32,6 +32,7 @@ from summarizer import Summarizer, load_summarizer
 from summarizer.runtime import settle_heap
 from workers.consumer import BatchConsumer, store_probe
 from workers.execution import BatchOutcome, JobExecutor
+from workers.modelcheck import admit_model
 from workers.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,11 @@ def create_celery_app(settings: Settings) -> Celery:
         def start(self, worker: Any) -> None:
             summarizer = load_summarizer(settings.summarizer)
             log.info("model loaded: %s", summarizer.info.as_dict())
+            audit_engine = make_engine(settings.database)
+            try:
+                admit_model(audit_engine, summarizer, allow_mismatch=settings.worker.allow_model_mismatch)
+            finally:
+                audit_engine.dispose()
             consumer = build_consumer(settings, summarizer, app)
             settle_heap()
             self._thread = threading.Thread(
