@@ -60,6 +60,12 @@ def _models_audit(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _drift_report(settings: Settings, args: argparse.Namespace) -> int:
+    from condense.drift_cli import report
+
+    return report(settings, args)
+
+
 def add_arguments(commands: argparse._SubParsersAction[Any]) -> None:
     models = commands.add_parser("models", help="model manifests and the audit trail").add_subparsers(
         dest="sub", required=True
@@ -76,3 +82,20 @@ def add_arguments(commands: argparse._SubParsersAction[Any]) -> None:
     audit = models.add_parser("audit", help="the latest model audit events (loads, changes, mismatches)")
     audit.add_argument("--limit", type=int, default=50)
     audit.set_defaults(handler=_models_audit)
+
+    drift = commands.add_parser("drift", help="input and output drift per model").add_subparsers(
+        dest="sub", required=True
+    )
+    rep = drift.add_parser("report", help="compare two windows of job statistics (PSI and KS per statistic)")
+    rep.add_argument(
+        "--since", required=True, help="start of the current window: ISO time or a duration ago (24h, 7d)"
+    )
+    rep.add_argument("--until", default=None, help="end of the current window (default: now)")
+    rep.add_argument(
+        "--against",
+        required=True,
+        help="the reference window: START..END (ISO times or durations ago), or a duration before --since",
+    )
+    rep.add_argument("--model", default=None, help="one model key (variant or model name); default: all")
+    rep.add_argument("--json", action="store_true", help="the figures as JSON")
+    rep.set_defaults(handler=_drift_report)

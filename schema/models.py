@@ -324,7 +324,8 @@ class JobStats(Base):
     input_chars: Mapped[int] = mapped_column(Integer)
     input_tokens: Mapped[int] = mapped_column(Integer)
     language: Mapped[str | None] = mapped_column(String(16), default=None)
-    unknown_token_share: Mapped[float] = mapped_column(Float)
+    # NULL where the model cannot tell (no unknown token in its vocabulary).
+    unknown_token_share: Mapped[float | None] = mapped_column(Float, default=None)
     summary_chars: Mapped[int] = mapped_column(Integer)
     compression_ratio: Mapped[float] = mapped_column(Float)
     redundancy: Mapped[float] = mapped_column(Float)

@@ -172,6 +172,11 @@ class Summarizer(abc.ABC):
         Raises :class:`OutOfMemoryError` when the batch as a whole did not fit on the device.
         """
 
+    def unknown_token_share(self, text: str) -> float | None:
+        """Share of the text's tokens that the vocabulary does not know (a drift statistic); None
+        where the model cannot tell, as byte-level vocabularies never meet an unknown token."""
+        return None
+
     def summarize(self, text: str, **params: Any) -> str:
         """Convenience for scripts: summarize one text or raise its error."""
         (result,) = self.summarize_batch([text], self.validate_params(params))

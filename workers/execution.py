@@ -19,8 +19,10 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from common import pii
+from schema.drift import JobStats, job_stats
 from schema.models import JobStatus, utcnow
 from schema.store import batches, jobs
+from schema.store import drift as drift_store
 from schema.store.jobs import Finished, Outcome
 from schema.store.records import JobRecord
 from summarizer import Summarizer, SummaryParams, SummaryResult
@@ -294,8 +296,36 @@ class JobExecutor:
         if finished is None:
             staged.skipped.append(job.id)
             return None
+        if isinstance(result, SummaryResult) and finished.job.finished_at is not None:
+            stats = self._stats(finished.job, result)
+            if stats is not None:
+                drift_store.insert_stats(conn, [stats])
         self._count(staged, finished)
         return finished
+
+    def _stats(self, job: JobRecord, result: SummaryResult) -> JobStats | None:
+        """The job's drift statistics; a failure here costs the statistic, never the result."""
+        try:
+            params = job.params or {}
+            summary_tokens = (
+                self.summarizer.count_tokens(result.summary) if "max_new_tokens" in params else None
+            )
+            return job_stats(
+                job_id=job.id,
+                # Per model: the variant a job names where there are variants, else the model.
+                model_key=str(getattr(job, "variant", None) or result.model.name),
+                finished_at=job.finished_at or utcnow(),
+                text=job.input_text,
+                summary=result.summary,
+                input_tokens=result.input_tokens,
+                language=result.language,
+                unknown_token_share=self.summarizer.unknown_token_share(job.input_text),
+                params=params,
+                summary_tokens=summary_tokens,
+            )
+        except Exception as exc:
+            log.warning("could not compute the drift statistics of job %s: %s", job.id, type(exc).__name__)
+            return None
 
     @staticmethod
     def _count(outcome: BatchOutcome, finished: Finished) -> None:

@@ -43,7 +43,7 @@ def upgrade() -> None:
         sa.Column("input_chars", sa.Integer(), nullable=False),
         sa.Column("input_tokens", sa.Integer(), nullable=False),
         sa.Column("language", sa.String(length=16), nullable=True),
-        sa.Column("unknown_token_share", sa.Float(), nullable=False),
+        sa.Column("unknown_token_share", sa.Float(), nullable=True),
         sa.Column("summary_chars", sa.Integer(), nullable=False),
         sa.Column("compression_ratio", sa.Float(), nullable=False),
         sa.Column("redundancy", sa.Float(), nullable=False),
