@@ -55,6 +55,8 @@ class DriftMonitor:
 
     def update(self, now: datetime) -> list[ModelDrift]:
         reference, current = windows(self.settings, now)
+        with self.engine.begin() as conn:
+            drift_store.backfill(conn, reference[0])
         with self.engine.connect() as conn:
             report = drift_store.drift_report(
                 conn,

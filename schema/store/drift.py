@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import datetime
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, and_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from schema.drift import JobStats, ModelDrift, compare
-from schema.models import job_stats_table
+from schema.drift import JobStats, ModelDrift, compare, job_stats
+from schema.models import JobStatus, job_stats_table, jobs_table
 
 _STATS = job_stats_table
 
@@ -23,6 +23,55 @@ def insert_stats(conn: Connection, stats: list[JobStats]) -> None:
     conn.execute(
         insert(_STATS).on_conflict_do_nothing(index_elements=["job_id"]), [s.as_row() for s in stats]
     )
+
+
+def backfill(conn: Connection, since: datetime, *, limit: int = 2_000) -> int:
+    """Stats for succeeded jobs finished since ``since`` that have none: the gateway's sync answers
+    (kept off the request path on purpose) and any job whose worker could not compute them. No
+    tokenizer here, so their unknown-token share stays NULL."""
+    jobs = jobs_table
+    # Where jobs name a variant (a column of its own), drift is per variant.
+    variant = jobs.c.get("variant")
+    missing = (
+        select(
+            *([variant.label("variant")] if variant is not None else []),
+            jobs.c.id,
+            jobs.c.input_text,
+            jobs.c.summary,
+            jobs.c.input_tokens,
+            jobs.c.language,
+            jobs.c.params,
+            jobs.c.model,
+            jobs.c.finished_at,
+        )
+        .select_from(jobs.outerjoin(_STATS, _STATS.c.job_id == jobs.c.id))
+        .where(
+            and_(
+                _STATS.c.job_id.is_(None),
+                jobs.c.status == JobStatus.SUCCEEDED.value,
+                jobs.c.summary.is_not(None),
+                jobs.c.finished_at >= since,
+            )
+        )
+        .order_by(jobs.c.finished_at)
+        .limit(limit)
+    )
+    stats = [
+        job_stats(
+            job_id=row.id,
+            model_key=str(row._mapping.get("variant") or (row.model or {}).get("name") or "unknown"),
+            finished_at=row.finished_at,
+            text=row.input_text,
+            summary=row.summary,
+            input_tokens=row.input_tokens or 0,
+            language=row.language,
+            unknown_token_share=None,
+            params=row.params or {},
+        )
+        for row in conn.execute(missing)
+    ]
+    insert_stats(conn, stats)
+    return len(stats)
 
 
 def window(

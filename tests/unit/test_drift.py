@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -136,6 +136,38 @@ def test_drift_report_cli_compares_two_windows(
     assert '"language"' in capsys.readouterr().out
     same = ["drift", "report", "--since", reference[0].isoformat(), "--until", reference[1].isoformat()]
     assert main([*same, "--against", f"{reference[0].isoformat()}..{reference[1].isoformat()}"]) == 0
+
+
+def test_the_relay_backfills_jobs_answered_on_the_sync_path(engine: Engine) -> None:
+    now = utcnow()
+    row = job_values(
+        input_text="A short text. It was answered at once.",
+        status="succeeded",
+        route="sync",
+        summary="A short text.",
+        language="en",
+        input_tokens=9,
+        model={"name": "sync-model"},
+        params={"max_sentences": 1},
+        finished_at=now,
+    )
+    with engine.begin() as conn:
+        conn.execute(insert(jobs_table), [row])
+    settings = DriftSettings(window_s=60, reference_s=60, min_jobs=1)
+    DriftMonitor(settings, engine).update(now + timedelta(seconds=1))
+    with engine.connect() as conn:
+        (stats,) = drift_store.window(conn, now - timedelta(seconds=1), now + timedelta(seconds=1))[
+            "sync-model"
+        ]
+    assert stats.job_id == row["id"] and stats.language == "en" and stats.hit_length_limit
+    assert stats.unknown_token_share is None
+    assert (
+        REGISTRY.get_sample_value("condense_drift_window_jobs", {"model": "sync-model", "window": "current"})
+        == 1
+    )
+    # Already there: the next round adds nothing.
+    with engine.begin() as conn:
+        assert drift_store.backfill(conn, now - timedelta(seconds=10)) == 0
 
 
 def test_statistics() -> None:

@@ -79,3 +79,21 @@ def test_an_unknown_mode_is_a_validation_error(client) -> None:  # type: ignore[
     assert_error(
         client.post("/v1/summaries", json={"text": PERSONAL, "pii": "scramble"}), 422, "invalid_request"
     )
+
+
+def test_batch_uploads_follow_the_mode(sqlite_url: str) -> None:
+    with running_gateway(make_settings(sqlite_url)) as client:
+        files = [
+            ("files", ("a.txt", PERSONAL.encode())),
+            ("files", ("b.txt", b"Nothing personal here. At all.")),
+        ]
+        refused = client.post("/v1/batches", files=files, data={"pii": "reject"})
+        body = assert_error(refused, 422, "pii_detected")
+        assert body["error"]["message"].startswith("a.txt: ")
+        assert count_rows(sqlite_url, SummaryJob) == 0
+        assert_error(client.post("/v1/batches", files=files, data={"pii": "hide"}), 422, "invalid_request")
+        masked = client.post("/v1/batches", files=files, data={"pii": "mask_stored"})
+        assert masked.status_code == 202, masked.text
+    rows = stored_jobs(sqlite_url)
+    assert len(rows) == 2
+    assert all(row["pii_mode"] == "mask_stored" and EMAIL not in row["input_text"] for row in rows)
