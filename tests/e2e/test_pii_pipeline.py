@@ -12,7 +12,7 @@ import json
 from sqlalchemy import JSON, String, Text, create_engine, select
 
 from schema.db import sync_url
-from schema.models import Base
+from schema.models import Base, JobStats, ModelAuditEvent
 from tests.fixtures.pipeline import PipelineFactory, make_document
 from tests.fixtures.receivers import SmtpServer, WebhookReceiver
 
@@ -69,6 +69,8 @@ def test_mask_stored_leaves_no_planted_value_anywhere(
     for job in final.values():
         assert job["pii"] == "mask_stored"
         assert "<" in job["summary"] and _leaks(job["summary"]) == []
+        # The real model was loaded against its manifest, and the result names both digests.
+        assert len(job["model"]["manifest_sha256"]) == 64 and len(job["model"]["sha256"]) == 64
     webhooks = webhook_receiver.wait_for(JOBS, timeout_s=60)
     emails = smtp_server.wait_for(JOBS, timeout_s=60)
 
@@ -87,8 +89,13 @@ def test_mask_stored_leaves_no_planted_value_anywhere(
                     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
                     scanned += 1
                     assert _leaks(text) == [], f"{table.name}.{column.name} holds {_leaks(text)}"
+        stats = conn.execute(select(JobStats.job_id)).scalars().all()
+        loads = conn.execute(select(ModelAuditEvent.component, ModelAuditEvent.event)).all()
     engine.dispose()
     assert scanned > JOBS * 5
+    # The worker kept drift statistics of each job and put its model load on record.
+    assert set(ids) <= set(stats)
+    assert ("worker", "load") in {tuple(row) for row in loads}
 
     # -- what left the system, and what the processes wrote -------------------------------------
     for request in webhooks:

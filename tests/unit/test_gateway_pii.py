@@ -97,3 +97,26 @@ def test_batch_uploads_follow_the_mode(sqlite_url: str) -> None:
     rows = stored_jobs(sqlite_url)
     assert len(rows) == 2
     assert all(row["pii_mode"] == "mask_stored" and EMAIL not in row["input_text"] for row in rows)
+
+
+def test_database_errors_never_carry_the_document(sqlite_url: str) -> None:
+    from sqlalchemy import insert
+    from sqlalchemy.exc import IntegrityError
+
+    from schema.models import jobs_table
+    from tests.builders import job_values
+
+    engine = make_engine(make_settings(sqlite_url).database)
+    row = job_values(input_text=PERSONAL)
+    with engine.begin() as conn:
+        conn.execute(insert(jobs_table), [row])
+    try:
+        with engine.begin() as conn:
+            conn.execute(insert(jobs_table), [row])
+    except IntegrityError as exc:
+        assert EMAIL not in str(exc)
+        assert "hidden" in str(exc)
+    else:
+        raise AssertionError("a duplicate id was accepted")
+    finally:
+        engine.dispose()
