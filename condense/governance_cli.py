@@ -66,6 +66,54 @@ def _drift_report(settings: Settings, args: argparse.Namespace) -> int:
     return report(settings, args)
 
 
+def _pii_set(settings: Settings, args: argparse.Namespace) -> int:
+    from schema.db import make_engine
+    from schema.store import pii_policies
+
+    engine = make_engine(settings.database)
+    try:
+        with engine.begin() as conn:
+            pii_policies.set_mode(conn, args.tenant, args.mode)
+    finally:
+        engine.dispose()
+    print(f"tenant {args.tenant}: PII mode {args.mode}")
+    return 0
+
+
+def _pii_clear(settings: Settings, args: argparse.Namespace) -> int:
+    from schema.db import make_engine
+    from schema.store import pii_policies
+
+    engine = make_engine(settings.database)
+    try:
+        with engine.begin() as conn:
+            cleared = pii_policies.clear_mode(conn, args.tenant)
+    finally:
+        engine.dispose()
+    fallback = settings.governance.pii.mode_for(args.tenant)
+    print(f"tenant {args.tenant}: {'cleared' if cleared else 'had no mode'}; the settings give {fallback}")
+    return 0
+
+
+def _pii_list(settings: Settings, _args: argparse.Namespace) -> int:
+    from schema.db import make_engine
+    from schema.store import pii_policies
+
+    engine = make_engine(settings.database)
+    try:
+        with engine.connect() as conn:
+            stored = pii_policies.all_modes(conn)
+    finally:
+        engine.dispose()
+    pii = settings.governance.pii
+    print(f"default (settings): {pii.default_mode}")
+    for tenant, configured in sorted(pii.tenant_modes.items()):
+        print(f"{tenant}: {configured} (settings)")
+    for tenant, mode in sorted(stored.items()):
+        print(f"{tenant}: {mode} (database)")
+    return 0
+
+
 def add_arguments(commands: argparse._SubParsersAction[Any]) -> None:
     models = commands.add_parser("models", help="model manifests and the audit trail").add_subparsers(
         dest="sub", required=True
@@ -82,6 +130,18 @@ def add_arguments(commands: argparse._SubParsersAction[Any]) -> None:
     audit = models.add_parser("audit", help="the latest model audit events (loads, changes, mismatches)")
     audit.add_argument("--limit", type=int, default=50)
     audit.set_defaults(handler=_models_audit)
+
+    from common.pii import PII_MODES
+
+    pii = commands.add_parser("pii", help="tenants' PII modes").add_subparsers(dest="sub", required=True)
+    set_mode = pii.add_parser("set", help="store a tenant's default PII mode (applies within seconds)")
+    set_mode.add_argument("--tenant", required=True)
+    set_mode.add_argument("mode", choices=PII_MODES)
+    set_mode.set_defaults(handler=_pii_set)
+    clear = pii.add_parser("clear", help="drop a tenant's stored mode (the settings apply again)")
+    clear.add_argument("--tenant", required=True)
+    clear.set_defaults(handler=_pii_clear)
+    pii.add_parser("list", help="the modes in force: settings and database").set_defaults(handler=_pii_list)
 
     drift = commands.add_parser("drift", help="input and output drift per model").add_subparsers(
         dest="sub", required=True

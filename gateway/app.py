@@ -22,6 +22,7 @@ from gateway.endpoints import router as endpoints_router
 from gateway.errors import ERROR_RESPONSES, GatewayConfigError, install_error_handlers, retry_after_headers
 from gateway.microbatch import MicroBatcher
 from gateway.observability import install_metrics
+from gateway.pii_cache import PiiModeCache
 from gateway.routes import router
 from gateway.state import GatewayState
 from gateway.submit import GroupCommitter
@@ -133,7 +134,12 @@ def create_app(settings: Settings, *, summarizer_factory: SummarizerFactory | No
             max_rows=settings.database.group_commit_max_rows,
         )
         state = GatewayState(
-            settings=settings, engine=engine, committer=committer, auth=auth, endpoints=EndpointCache(engine)
+            settings=settings,
+            engine=engine,
+            committer=committer,
+            auth=auth,
+            endpoints=EndpointCache(engine),
+            pii_modes=PiiModeCache(engine),
         )
         app.state.gateway = state
         try:

@@ -18,7 +18,7 @@ from gateway.errors import InvalidRequestError, PayloadTooLargeError, PiiRejecte
 from gateway.ids import BatchId
 from gateway.multipart import UploadForm, parse_upload_form
 from gateway.pagination import decode_cursor, encode_cursor
-from gateway.privacy import screen
+from gateway.privacy import mode_for, screen
 from gateway.uploads import Document, parse_json, parse_upload
 from gateway.uploads import UploadFile as UploadedFile
 from gateway.webhooks import resolve_webhook
@@ -151,7 +151,7 @@ async def create_batch(request: Request, state: StateDep, tenant: TenantDep) -> 
         requested_pii = fields.get("pii")
         if requested_pii is not None and requested_pii not in PII_MODES:
             raise InvalidRequestError(f"pii: must be one of {', '.join(PII_MODES)}")
-        pii_mode = settings.governance.pii.mode_for(tenant, cast(PiiMode | None, requested_pii))
+        pii_mode = await mode_for(state, tenant, cast(PiiMode | None, requested_pii))
         if email is not None:
             try:
                 _EMAIL.validate_python(email)

@@ -7,11 +7,24 @@ the sync path, in the worker otherwise).
 
 from __future__ import annotations
 
+from typing import cast
+
 from common import pii
 from common.pii import PiiMode
 from gateway.errors import PiiRejectedError
+from gateway.state import GatewayState
 
 MASKS_SUMMARY: frozenset[str] = frozenset({"mask_summary", "mask_stored"})
+
+
+async def mode_for(state: GatewayState, tenant: str, requested: PiiMode | None) -> PiiMode:
+    """The job's own mode, else the tenant's from the database, else the settings' for the tenant."""
+    if requested is not None:
+        return requested
+    stored = await state.pii_modes.get(tenant) if state.pii_modes is not None else None
+    if stored is not None:
+        return cast(PiiMode, stored)
+    return state.settings.governance.pii.mode_for(tenant)
 
 
 def screen(text: str, mode: PiiMode) -> str:

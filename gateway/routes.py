@@ -15,7 +15,7 @@ from gateway.deps import StateDep, TenantDep
 from gateway.errors import DEADLINE_RESPONSE, PayloadTooLargeError
 from gateway.ids import DeliveryId, JobId
 from gateway.pagination import decode_cursor, encode_cursor
-from gateway.privacy import screen, summary_for
+from gateway.privacy import mode_for, screen, summary_for
 from gateway.state import GatewayState
 from gateway.webhooks import resolve_webhook
 from schema.api import SummaryJobCreate, SummaryJobList, SummaryJobPublic, job_to_public
@@ -130,7 +130,7 @@ async def create_summary(
         )
     # Only an idempotent replay compares bodies; hashing megabytes for every submit would not pay.
     request_hash = _request_hash(body) if idempotency_key is not None else None
-    pii_mode = settings.governance.pii.mode_for(tenant, body.pii)
+    pii_mode = await mode_for(state, tenant, body.pii)
     # Before anything else holds the text: from here on only the screened text exists.
     screened = screen(body.text, pii_mode)
     if screened is not body.text:

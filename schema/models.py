@@ -291,6 +291,16 @@ class WebhookEndpoint(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
+class TenantPiiPolicy(Base):
+    """A tenant's default PII mode (common.pii.PiiMode); a job's own ``pii`` field wins over it."""
+
+    __tablename__ = "tenant_pii_policies"
+
+    tenant: Mapped[str] = mapped_column(String(128), primary_key=True)
+    mode: Mapped[str] = mapped_column(String(16))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
 class ModelAuditEvent(Base):
     """A model (or adapter) was loaded, changed, or failed its manifest check, by whom and with what."""
 
@@ -342,4 +352,5 @@ deliveries_table = cast(Table, NotificationDelivery.__table__)
 attempts_table = cast(Table, DeliveryAttempt.__table__)
 endpoints_table = cast(Table, WebhookEndpoint.__table__)
 audit_table = cast(Table, ModelAuditEvent.__table__)
+pii_policies_table = cast(Table, TenantPiiPolicy.__table__)
 job_stats_table = cast(Table, JobStats.__table__)

@@ -273,7 +273,8 @@ class PiiSettings(_Section):
     )
     tenant_modes: dict[str, PiiMode] = Field(
         default_factory=dict,
-        description="Per-tenant default mode, overriding default_mode; a job's own `pii` field wins over both.",
+        description="Per-tenant default mode, overriding default_mode; a mode set in the database with "
+        "`condense pii set` wins over both, and a job's own `pii` field over everything.",
     )
 
     def mode_for(self, tenant: str, requested: PiiMode | None = None) -> PiiMode:

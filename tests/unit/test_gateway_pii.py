@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import select
 
+from condense.cli import main
+from gateway.auth import OPEN_TENANT
 from schema.db import make_engine
 from schema.models import OutboxEntry, SummaryJob
 from tests.fixtures.gateway import assert_error, count_rows, make_settings, running_gateway
@@ -120,3 +123,23 @@ def test_database_errors_never_carry_the_document(sqlite_url: str) -> None:
         raise AssertionError("a duplicate id was accepted")
     finally:
         engine.dispose()
+
+
+def test_a_tenant_mode_set_in_the_database_applies_to_submits(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CONDENSE_DATABASE__URL", sqlite_url)
+    settings = make_settings(sqlite_url, CONDENSE_GOVERNANCE__PII__DEFAULT_MODE="mask_summary")
+    with running_gateway(settings) as client:
+        tenant = client.post("/v1/summaries", json={"text": PERSONAL}).json()["pii"]
+        assert tenant == "mask_summary"
+    # The open gateway's tenant (no API keys): set its mode the way an operator would.
+    assert main(["pii", "set", "--tenant", OPEN_TENANT, "reject"]) == 0
+    assert main(["pii", "list"]) == 0
+    assert f"{OPEN_TENANT}: reject (database)" in capsys.readouterr().out
+    with running_gateway(settings) as client:
+        assert_error(client.post("/v1/summaries", json={"text": PERSONAL}), 422, "pii_detected")
+        assert client.post("/v1/summaries", json={"text": PERSONAL, "pii": "off"}).status_code == 200
+    assert main(["pii", "clear", "--tenant", OPEN_TENANT]) == 0
+    with running_gateway(settings) as client:
+        assert client.post("/v1/summaries", json={"text": PERSONAL}).json()["pii"] == "mask_summary"

@@ -1,4 +1,4 @@
-"""governance: a job's PII mode, model audit events, per-job statistics for drift
+"""governance: a job's PII mode, tenants' PII modes, model audit events, per-job drift statistics
 
 Revision ID: 0007
 Revises: 0004
@@ -19,6 +19,13 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("summary_jobs") as batch:
         batch.add_column(sa.Column("pii_mode", sa.String(length=16), nullable=True))
+    op.create_table(
+        "tenant_pii_policies",
+        sa.Column("tenant", sa.String(length=128), nullable=False),
+        sa.Column("mode", sa.String(length=16), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("tenant", name=op.f("pk_tenant_pii_policies")),
+    )
     op.create_table(
         "model_audit_events",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
@@ -58,5 +65,6 @@ def downgrade() -> None:
     op.drop_table("job_stats")
     op.drop_index(op.f("ix_model_audit_events_at"), table_name="model_audit_events")
     op.drop_table("model_audit_events")
+    op.drop_table("tenant_pii_policies")
     with op.batch_alter_table("summary_jobs") as batch:
         batch.drop_column("pii_mode")
