@@ -28,6 +28,8 @@ import phonenumbers
 
 PiiMode = Literal["off", "mask_summary", "mask_stored", "reject"]
 PII_MODES: tuple[str, ...] = get_args(PiiMode)
+# The modes under which a summary is masked where it is made (gateway sync path, worker).
+MASKS_SUMMARY: frozenset[str] = frozenset({"mask_summary", "mask_stored"})
 
 
 class EntityType(enum.StrEnum):
@@ -302,3 +304,8 @@ def mask(text: str, entities: Iterable[Entity] | None = None) -> Masked:
 
 def mask_text(text: str) -> str:
     return mask(text).text
+
+
+def summary_for(summary: str, mode: str | None) -> str:
+    """The summary as it may be kept and sent under the job's PII mode."""
+    return mask_text(summary) if mode in MASKS_SUMMARY else summary

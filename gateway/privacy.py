@@ -7,14 +7,13 @@ the sync path, in the worker otherwise).
 
 from __future__ import annotations
 
+import asyncio
 from typing import cast
 
 from common import pii
 from common.pii import PiiMode
 from gateway.errors import PiiRejectedError
 from gateway.state import GatewayState
-
-MASKS_SUMMARY: frozenset[str] = frozenset({"mask_summary", "mask_stored"})
 
 
 async def mode_for(state: GatewayState, tenant: str, requested: PiiMode | None) -> PiiMode:
@@ -25,6 +24,17 @@ async def mode_for(state: GatewayState, tenant: str, requested: PiiMode | None) 
     if stored is not None:
         return cast(PiiMode, stored)
     return state.settings.governance.pii.mode_for(tenant)
+
+
+# Scanning runs at a few hundred kB/s: beyond this a text is scanned off the event loop, so one
+# large document does not stall every other request for its duration.
+_INLINE_SCAN_CHARS = 20_000
+
+
+async def screen_async(text: str, mode: PiiMode) -> str:
+    if mode in ("off", "mask_summary") or len(text) <= _INLINE_SCAN_CHARS:
+        return screen(text, mode)
+    return await asyncio.to_thread(screen, text, mode)
 
 
 def screen(text: str, mode: PiiMode) -> str:
@@ -41,7 +51,3 @@ def screen(text: str, mode: PiiMode) -> str:
             )
         return text
     return pii.mask(text, found).text
-
-
-def summary_for(summary: str, mode: str | None) -> str:
-    return pii.mask_text(summary) if mode in MASKS_SUMMARY else summary

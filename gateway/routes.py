@@ -11,11 +11,12 @@ from fastapi import APIRouter, Header, Query, Response
 from sqlalchemy.exc import IntegrityError
 
 from common.metrics import JOBS, SUBMISSIONS
+from common.pii import summary_for
 from gateway.deps import StateDep, TenantDep
 from gateway.errors import DEADLINE_RESPONSE, PayloadTooLargeError
 from gateway.ids import DeliveryId, JobId
 from gateway.pagination import decode_cursor, encode_cursor
-from gateway.privacy import mode_for, screen, summary_for
+from gateway.privacy import mode_for, screen_async
 from gateway.state import GatewayState
 from gateway.webhooks import resolve_webhook
 from schema.api import SummaryJobCreate, SummaryJobList, SummaryJobPublic, job_to_public
@@ -132,7 +133,7 @@ async def create_summary(
     request_hash = _request_hash(body) if idempotency_key is not None else None
     pii_mode = await mode_for(state, tenant, body.pii)
     # Before anything else holds the text: from here on only the screened text exists.
-    screened = screen(body.text, pii_mode)
+    screened = await screen_async(body.text, pii_mode)
     if screened is not body.text:
         body = body.model_copy(update={"text": screened})
     if idempotency_key is not None and request_hash is not None:

@@ -9,6 +9,7 @@ becomes a stored retry time, never a sleep.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -132,8 +133,6 @@ class _Runnable:
 
 
 Result = SummaryResult | SummarizerError
-# The PII modes (common.pii.PiiMode) under which a job's summary is stored masked.
-MASKS_SUMMARY = frozenset({"mask_summary", "mask_stored"})
 
 
 class JobExecutor:
@@ -230,11 +229,21 @@ class JobExecutor:
         again (their claims count towards ``max_claims``).
         """
         staged = BatchOutcome()
+        # Masking and statistics tokenize text: done before the transaction, never while it holds
+        # the database (on SQLite, the one write lock every submit waits for).
+        summaries: dict[str, str] = {}
+        stats: dict[str, JobStats] = {}
+        for job, result in results:
+            if isinstance(result, SummaryResult):
+                summaries[job.id] = pii.summary_for(result.summary, job.pii_mode)
+                computed = self._stats(job, result)
+                if computed is not None:
+                    stats[job.id] = computed
         try:
             with self.engine.begin() as conn:
                 ended: list[JobRecord] = []
                 for job, result in results:
-                    finished = self._store_one(conn, job, result, staged)
+                    finished = self._store_one(conn, job, result, staged, summaries, stats)
                     if finished is not None:
                         ended.append(finished.job)
                 self._close_batches(conn, ended, staged)
@@ -252,13 +261,19 @@ class JobExecutor:
         outcome.failure_codes += staged.failure_codes
 
     def _store_one(
-        self, conn: Connection, job: JobRecord, result: Result, staged: BatchOutcome
+        self,
+        conn: Connection,
+        job: JobRecord,
+        result: Result,
+        staged: BatchOutcome,
+        summaries: Mapping[str, str],
+        stats: Mapping[str, JobStats],
     ) -> Finished | None:
         if isinstance(result, SummaryResult):
             final = Outcome(
                 JobStatus.SUCCEEDED,
                 # Masked before it is stored: the API, webhooks and e-mails all read it from here.
-                summary=pii.mask_text(result.summary) if job.pii_mode in MASKS_SUMMARY else result.summary,
+                summary=summaries.get(job.id, result.summary),
                 language=result.language,
                 model=result.model.as_dict(),
                 timings=result.timings,
@@ -296,10 +311,10 @@ class JobExecutor:
         if finished is None:
             staged.skipped.append(job.id)
             return None
-        if isinstance(result, SummaryResult) and finished.job.finished_at is not None:
-            stats = self._stats(finished.job, result)
-            if stats is not None:
-                drift_store.insert_stats(conn, [stats])
+        computed = stats.get(job.id)
+        if computed is not None and finished.job.status == JobStatus.SUCCEEDED.value:
+            finished_at = finished.job.finished_at or computed.finished_at
+            drift_store.insert_stats(conn, [dataclasses.replace(computed, finished_at=finished_at)])
         self._count(staged, finished)
         return finished
 
@@ -314,7 +329,7 @@ class JobExecutor:
                 job_id=job.id,
                 # Per model: the variant a job names where there are variants, else the model.
                 model_key=str(getattr(job, "variant", None) or result.model.name),
-                finished_at=job.finished_at or utcnow(),
+                finished_at=utcnow(),
                 text=job.input_text,
                 summary=result.summary,
                 input_tokens=result.input_tokens,
