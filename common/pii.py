@@ -162,8 +162,13 @@ def looks_random(token: str) -> bool:
             any(c.isdigit() for c in token),
         )
     )
-    if classes < 2 or sum(c.isdigit() for c in token) < 2:
+    if classes < 2:
         return False
+    if sum(c.isdigit() for c in token) < 2:
+        # Random base64 may draw almost no digits; then only a near-uniform spread of mixed-case
+        # letters counts (CamelCase identifiers and words stay well under it).
+        mixed_case = any(c.islower() for c in token) and any(c.isupper() for c in token)
+        return mixed_case and _entropy_bits(token) >= 4.3
     if len(token) >= 32 and all(c in "0123456789abcdef" for c in token.lower()):
         # Hex digests and keys: at most 4 bits a character by construction.
         return _entropy_bits(token) >= 3.3

@@ -72,6 +72,7 @@ def test_formats(text: str, kind: EntityType) -> None:
         "SSNs never start with 9: 912-45-6789; nor 000-12-3456.",
         "Not an address: 999.1.1.1 or 1.2.3.",
         "A path /usr/local/lib/python3.13/site-packages and a word Supercalifragilisticexpialidocious.",
+        "Identifiers like HTTPRequestHandlerFactoryBuilder and ThisIsALongCamelCaseIdentifierName.",
     ],
 )
 def test_no_false_positives_on_lookalikes(text: str) -> None:
