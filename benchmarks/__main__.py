@@ -11,7 +11,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from benchmarks import engine, idle, pipeline, submit, sync, upload, variants
+from benchmarks import engine, idle, pii, pipeline, submit, sync, upload, variants
 
 QUICK: dict[str, list[str]] = {
     "engine": ["--quick"],
@@ -22,6 +22,7 @@ QUICK: dict[str, list[str]] = {
     # Already quick, and smaller uploads would fit under the limit instead of being refused.
     "upload": [],
     "variants": ["--duration-s", "5"],
+    "pii": ["--per-type", "50"],
 }
 SUITES: dict[str, Callable[[list[str]], object]] = {
     "engine": engine.main,
@@ -31,6 +32,7 @@ SUITES: dict[str, Callable[[list[str]], object]] = {
     "idle": idle.main,
     "upload": upload.main,
     "variants": variants.main,
+    "pii": pii.main,
 }
 
 

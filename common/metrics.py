@@ -71,3 +71,24 @@ OUTBOX_PENDING = Gauge(
     "condense_outbox_pending",
     "Job ids committed but not yet published to Kafka, counted by the relay at each sweep.",
 )
+DRIFT_PSI = Gauge(
+    "condense_drift_psi",
+    "Population Stability Index of a job statistic, current window against the reference window, per model.",
+    ["model", "statistic"],
+)
+DRIFT_KS = Gauge(
+    "condense_drift_ks_statistic",
+    "Two-sample Kolmogorov-Smirnov statistic of a numeric job statistic between the windows, per model.",
+    ["model", "statistic"],
+)
+DRIFT_KS_PVALUE = Gauge(
+    "condense_drift_ks_pvalue", "p-value of the KS statistic (asymptotic), per model.", ["model", "statistic"]
+)
+DRIFT_MOVED = Gauge(
+    "condense_drift_moved",
+    "1 where a statistic moved (PSI over governance.drift.psi_threshold, or KS p under ks_alpha).",
+    ["model", "statistic"],
+)
+DRIFT_WINDOW_JOBS = Gauge(
+    "condense_drift_window_jobs", "Jobs in each drift window, per model.", ["model", "window"]
+)

@@ -530,6 +530,13 @@ class Client:
         answer: dict[str, Any] = self._json("GET", "/v1/webhook-endpoint")
         return answer
 
+    # models
+
+    def models(self) -> builtins.list[dict[str, Any]]:
+        """The model variants the gateway serves (``GET /v1/models``)."""
+        answer: builtins.list[dict[str, Any]] = self._json("GET", "/v1/models")["data"]
+        return answer
+
     def set_webhook_endpoint(self, url: str, *, secret: str | None = None) -> dict[str, Any]:
         body = {"url": url, **({"secret": secret} if secret else {})}
         answer: dict[str, Any] = self._json("PUT", "/v1/webhook-endpoint", json=body)
@@ -739,6 +746,11 @@ class AsyncClient:
 
     async def redeliver(self, delivery_id: str) -> dict[str, Any]:
         answer: dict[str, Any] = await self._json("POST", f"/v1/deliveries/{delivery_id}/redeliver", 202)
+        return answer
+
+    async def models(self) -> builtins.list[dict[str, Any]]:
+        """The model variants the gateway serves (``GET /v1/models``)."""
+        answer: builtins.list[dict[str, Any]] = (await self._json("GET", "/v1/models"))["data"]
         return answer
 
     async def get_webhook_endpoint(self) -> dict[str, Any]:

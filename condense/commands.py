@@ -37,9 +37,11 @@ def _relay(settings: Settings, _args: argparse.Namespace) -> int:
     return run(settings)
 
 
-def _worker(settings: Settings, _args: argparse.Namespace) -> int:
+def _worker(settings: Settings, args: argparse.Namespace) -> int:
     from workers.app import run
 
+    if getattr(args, "allow_model_mismatch", False):
+        settings.worker.allow_model_mismatch = True
     configure_logging(settings.logging, "worker")
     return run(settings)
 
@@ -130,9 +132,13 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     commands.add_parser("relay", help="publish the outbox to Kafka and sweep stale jobs").set_defaults(
         handler=_relay
     )
-    commands.add_parser("worker", help="run a summarization worker (Kafka batch consumer)").set_defaults(
-        handler=_worker
+    worker = commands.add_parser("worker", help="run a summarization worker (Kafka batch consumer)")
+    worker.add_argument(
+        "--allow-model-mismatch",
+        action="store_true",
+        help="start even if the model files differ from their manifest (worker.allow_model_mismatch)",
     )
+    worker.set_defaults(handler=_worker)
     commands.add_parser("notifier", help="deliver webhooks and email").set_defaults(handler=_notifier)
 
     keys = commands.add_parser("keys", help="manage API keys").add_subparsers(dest="sub", required=True)
@@ -150,4 +156,8 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
 
     summarizer_cli.add_arguments(commands, lambda settings: settings.summarizer)
     batch_cli.add_arguments(commands)
-    models_cli.add_arguments(commands)
+    models_parser = models_cli.add_arguments(commands)
+
+    from condense import governance_cli
+
+    governance_cli.add_arguments(commands, models_parser)

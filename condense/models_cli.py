@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import Any
 
-import httpx
-
-from condense.batch_cli import _api_key, _client, _fail
+from condense.batch_cli import _api_key, _base_url, remote
+from condense.client import Client
 from schema.settings import Settings
 
 _COLUMNS = (
@@ -54,22 +52,21 @@ def models_table(variants: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+@remote
 def models(settings: Settings, args: argparse.Namespace) -> int:
-    try:
-        with _client(settings, args) as client:
-            response = client.get("/v1/models")
-    except httpx.HTTPError as exc:
-        print(f"condense: cannot reach the gateway: {exc}", file=sys.stderr)
-        return 1
-    if response.status_code != 200:
-        return _fail(response, _api_key(args))
-    print(json.dumps(response.json(), indent=2) if args.json else models_table(response.json()["data"]))
+    with Client(_base_url(settings, args), api_key=_api_key(args), timeout_s=30) as client:
+        variants = client.models()
+    print(json.dumps({"data": variants}, indent=2) if args.json else models_table(variants))
     return 0
 
 
-def add_arguments(commands: argparse._SubParsersAction[Any]) -> None:
-    parser = commands.add_parser("models", help="list the model variants the gateway serves")
+def add_arguments(commands: argparse._SubParsersAction[Any]) -> argparse.ArgumentParser:
+    """``condense models``; returned so that its sub-commands (verify, audit) can hang off it."""
+    parser = commands.add_parser(
+        "models", help="list the model variants the gateway serves; verify and audit the model files"
+    )
     parser.add_argument("--url", default=None, help="gateway base URL (default: from the settings)")
     parser.add_argument("--api-key", default=None, help="API key (default: $CONDENSE_API_KEY)")
     parser.add_argument("--json", action="store_true", help="print the API's JSON, for scripts")
     parser.set_defaults(handler=models)
+    return parser

@@ -27,12 +27,14 @@ from gateway.events import EventStreams
 from gateway.events import router as events_router
 from gateway.microbatch import MicroBatcher
 from gateway.observability import install_metrics
+from gateway.pii_cache import PiiModeCache
 from gateway.routes import router
 from gateway.state import GatewayState, VariantRuntime
 from gateway.submit import GroupCommitter
 from gateway.variants import router as variants_router
 from schema.db import make_async_engine
 from schema.settings import BatchUploadSettings, Settings
+from schema.store import audit
 from schema.variants import variant_specs
 from summarizer import (
     Summarizer,
@@ -93,6 +95,12 @@ async def _load_variant(state: GatewayState, variant: VariantRuntime, factory: S
     variant.summarizer = summarizer
     variant.batcher = batcher
     log.info("model of variant %r ready: %s", name, summarizer.info.as_dict())
+    try:
+        # The gateway serves short texts with this model, so its loads are on record too; it does
+        # not refuse a mismatch (the loader logged it), workers do (worker.allow_model_mismatch).
+        await state.write(audit.record_loaded, summarizer, component="gateway", refused=False)
+    except Exception as exc:
+        log.warning("could not record the model load in the audit table: %s", exc)
 
 
 async def _load_models(state: GatewayState, factory: SummarizerFactory) -> None:
@@ -161,6 +169,7 @@ def create_app(settings: Settings, *, summarizer_factory: SummarizerFactory | No
             auth=auth,
             endpoints=EndpointCache(engine),
             variants={spec.name: VariantRuntime(spec) for spec in variant_specs(settings)},
+            pii_modes=PiiModeCache(engine),
         )
         app.state.gateway = state
         for variant in state.variants.values():

@@ -7,17 +7,20 @@ import csv
 import io
 import json
 from collections.abc import AsyncIterator
-from typing import Annotated, Any, Literal
+from dataclasses import replace
+from typing import Annotated, Any, Literal, cast
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import EmailStr, TypeAdapter, ValidationError
 
+from common.pii import PII_MODES, PiiMode
 from gateway.deps import StateDep, TenantDep
-from gateway.errors import InvalidRequestError, PayloadTooLargeError, UnknownModelError
+from gateway.errors import InvalidRequestError, PayloadTooLargeError, PiiRejectedError, UnknownModelError
 from gateway.ids import BatchId
 from gateway.multipart import UploadForm, parse_upload_form
 from gateway.pagination import decode_cursor, encode_cursor
+from gateway.privacy import mode_for, screen
 from gateway.uploads import Document, parse_json, parse_upload
 from gateway.uploads import UploadFile as UploadedFile
 from gateway.webhooks import resolve_webhook
@@ -66,7 +69,7 @@ def batch_public(batch: BatchRecord, counts: StoredCounts) -> BatchPublic:
 
 
 _FILES_FIELD = "files"
-_TEXT_FIELDS = frozenset({"params", "webhook_url", "webhook_secret", "email", "metadata"})
+_TEXT_FIELDS = frozenset({"params", "webhook_url", "webhook_secret", "email", "metadata", "pii"})
 # What the form looks like, for the OpenAPI document: the route reads the body itself (see
 # gateway.multipart), so FastAPI cannot derive it from parameters.
 _UPLOAD_SCHEMA: dict[str, Any] = {
@@ -83,6 +86,7 @@ _UPLOAD_SCHEMA: dict[str, Any] = {
         "webhook_secret": {"type": "string", "description": "whsec_<base64>; needs webhook_url"},
         "email": {"type": "string"},
         "metadata": {"type": "string", "description": "JSON object kept with the batch"},
+        "pii": {"type": "string", "enum": ["off", "mask_summary", "mask_stored", "reject"]},
     },
 }
 
@@ -90,6 +94,16 @@ _UPLOAD_SCHEMA: dict[str, Any] = {
 def _field_limit(settings: Settings) -> int:
     # params and metadata are bounded as compact JSON; leave room for the whitespace of pretty JSON.
     return 64 * 1024 + 4 * settings.gateway.max_metadata_bytes
+
+
+def _screen_all(documents: list[Document], mode: PiiMode) -> list[str]:
+    texts = []
+    for document in documents:
+        try:
+            texts.append(screen(document.text, mode))
+        except PiiRejectedError as exc:
+            raise PiiRejectedError(f"{document.custom_id}: {exc.message}") from exc
+    return texts
 
 
 def _read_documents(form: UploadForm, limits: BatchUploadSettings) -> list[Document]:
@@ -137,6 +151,10 @@ async def create_batch(request: Request, state: StateDep, tenant: TenantDep) -> 
             except ValidationError as exc:
                 raise InvalidRequestError(f"webhook: {exc.errors()[0]['msg']}") from exc
         webhook_url, webhook_secret = await resolve_webhook(state, tenant, webhook_url, webhook_secret)
+        requested_pii = fields.get("pii")
+        if requested_pii is not None and requested_pii not in PII_MODES:
+            raise InvalidRequestError(f"pii: must be one of {', '.join(PII_MODES)}")
+        pii_mode = await mode_for(state, tenant, cast(PiiMode | None, requested_pii))
         if email is not None:
             try:
                 _EMAIL.validate_python(email)
@@ -145,7 +163,23 @@ async def create_batch(request: Request, state: StateDep, tenant: TenantDep) -> 
         documents: list[Document] = await asyncio.to_thread(_read_documents, form, settings.batches)
     finally:
         form.spool.close()
-    new_jobs = []
+    # params.model on the batch (or on a JSONL line) picks the variant; without it each document
+    # is routed by its own id, so a batch spreads over the variants like single jobs.
+    routed: list[tuple[str, str, dict[str, Any]]] = []
+    for document in documents:
+        job_id = new_id()
+        try:
+            variant, own_params = state.route(job_id, {**shared_params, **document.params})
+            # The settings' rules while the model loads: uploads are queued work and need no model here.
+            merged = variant.validate_params(own_params)
+        except (SummarizerError, UnknownModelError) as exc:
+            raise InvalidRequestError(f"{document.custom_id}: {exc.message}", code=exc.code) from exc
+        routed.append((job_id, variant.name, merged.model_dump(exclude_none=True)))
+    if pii_mode in {"reject", "mask_stored"}:
+        # Off the event loop: thousands of documents take a while to scan.
+        texts = await asyncio.to_thread(_screen_all, documents, pii_mode)
+        documents = [replace(d, text=t) for d, t in zip(documents, texts, strict=True)]
+
     batch = batches.new_batch(
         tenant=tenant,
         total=len(documents),
@@ -155,30 +189,22 @@ async def create_batch(request: Request, state: StateDep, tenant: TenantDep) -> 
         webhook_secret=webhook_secret,
         email=email,
     )
-    for document in documents:
-        # params.model on the batch (or on a JSONL line) picks the variant; without it each
-        # document is routed by its own id, so a batch spreads over the variants like single jobs.
-        job_id = new_id()
-        try:
-            variant, own_params = state.route(job_id, {**shared_params, **document.params})
-            # The settings' rules while the model loads: uploads are queued work and need no model here.
-            merged = variant.validate_params(own_params)
-        except (SummarizerError, UnknownModelError) as exc:
-            raise InvalidRequestError(f"{document.custom_id}: {exc.message}", code=exc.code) from exc
-        new_jobs.append(
-            jobs.new_job(
-                id=job_id,
-                tenant=tenant,
-                text=document.text,
-                lane=Lane.BULK.value,
-                params=merged.model_dump(exclude_none=True),
-                variant=variant.name,
-                batch_id=batch.id,
-                custom_id=document.custom_id,
-                created_at=batch.created_at,
-                updated_at=batch.created_at,
-            )
+    new_jobs = [
+        jobs.new_job(
+            id=job_id,
+            tenant=tenant,
+            text=document.text,
+            lane=Lane.BULK.value,
+            params=job_params,
+            variant=variant_name,
+            batch_id=batch.id,
+            custom_id=document.custom_id,
+            pii_mode=pii_mode,
+            created_at=batch.created_at,
+            updated_at=batch.created_at,
         )
+        for document, (job_id, variant_name, job_params) in zip(documents, routed, strict=True)
+    ]
     await state.write(batches.create, batch, new_jobs, topic_for=state.topic_for)
     public = batch_public(batch, StoredCounts(queued=len(new_jobs)))
     return JSONResponse(

@@ -63,6 +63,13 @@ class UnknownModelError(GatewayError):
     code = "unknown_model"
 
 
+class PiiRejectedError(GatewayError):
+    """The tenant or job asked for ``reject`` and the document carries personal data; the message
+    names the entity types found, never the values."""
+
+    code = "pii_detected"
+
+
 class GatewayConfigError(GatewayError):
     code = "config_error"
 
@@ -75,6 +82,7 @@ STATUS_FOR_CODE: dict[str, int] = {
     "invalid_document": 422,
     "invalid_upload": 422,
     "invalid_webhook_url": 422,
+    "pii_detected": 422,
     "invalid_json": 400,
     "invalid_form": 400,
     "unauthorized": 401,

@@ -11,11 +11,13 @@ from fastapi import APIRouter, Header, Query, Response
 from sqlalchemy.exc import IntegrityError
 
 from common.metrics import JOB_FAILURES, JOB_LATENCY, JOBS, SUBMISSIONS, SUMMARY_WORDS
+from common.pii import summary_for
 from gateway.deps import StateDep, TenantDep
 from gateway.endpoints import delivery_public
 from gateway.errors import DEADLINE_RESPONSE, PayloadTooLargeError
 from gateway.ids import DeliveryId, JobId
 from gateway.pagination import decode_cursor, encode_cursor
+from gateway.privacy import mode_for, screen_async
 from gateway.state import GatewayState, VariantRuntime
 from gateway.webhooks import resolve_webhook
 from schema.api import (
@@ -137,6 +139,11 @@ async def create_summary(
         )
     # Only an idempotent replay compares bodies; hashing megabytes for every submit would not pay.
     request_hash = _request_hash(body) if idempotency_key is not None else None
+    pii_mode = await mode_for(state, tenant, body.pii)
+    # Before anything else holds the text: from here on only the screened text exists.
+    screened = await screen_async(body.text, pii_mode)
+    if screened is not body.text:
+        body = body.model_copy(update={"text": screened})
     if idempotency_key is not None and request_hash is not None:
         existing = await state.read(jobs.find_by_idempotency_key, tenant, idempotency_key)
         if existing is not None:
@@ -166,6 +173,7 @@ async def create_summary(
         "webhook_url": webhook[0],
         "webhook_secret": webhook[1],
         "email": str(body.email) if body.email else None,
+        "pii_mode": pii_mode,
     }
     if route is Route.SYNC:
         assert batcher is not None  # noqa: S101 - _choose_route picks sync only with a running batcher
@@ -181,7 +189,7 @@ async def create_summary(
             raise
         columns.update(
             status=JobStatus.SUCCEEDED.value,
-            summary=result.summary,
+            summary=summary_for(result.summary, pii_mode),
             language=result.language,
             model=result.model.as_dict(),
             timings={**result.timings, "request_s": time.perf_counter() - began},

@@ -14,6 +14,7 @@ from gateway.auth import Authenticator
 from gateway.endpoint_cache import EndpointCache
 from gateway.errors import UnavailableError, UnknownModelError
 from gateway.microbatch import MicroBatcher
+from gateway.pii_cache import PiiModeCache
 from gateway.submit import GroupCommitter
 from schema.settings import Settings
 from schema.variants import VariantSpec, pick_by_weight, split_model_param
@@ -85,6 +86,8 @@ class GatewayState:
     #: Every configured variant by name, in configuration order.
     variants: dict[str, VariantRuntime] = field(default_factory=dict)
     background: set[asyncio.Task[Any]] = field(default_factory=set)
+    # Tenants' PII modes set in the database (`condense pii set`); None: the settings alone.
+    pii_modes: PiiModeCache | None = None
 
     @property
     def model_status(self) -> str:

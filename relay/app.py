@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 
 from common.metrics import OUTBOX_PENDING
 from common.opsserver import start_ops_server
+from relay.drift import DriftMonitor
 from relay.publisher import OutboxPublisher
 from relay.sweeper import Sweeper, SweepReport
 from schema.db import database_status, make_engine
@@ -44,6 +45,7 @@ class Relay:
         self.publisher = OutboxPublisher(settings, self.engine)
         self.sweeper = Sweeper(settings, self.engine)
         self.watch = SqliteWatch.for_url(settings.database.url)
+        self.drift = DriftMonitor(settings.governance.drift, self.engine)
         # Why the last round failed (exception type only), None while rounds succeed.
         self.last_error: str | None = None
 
@@ -55,6 +57,12 @@ class Relay:
         if lost_before is not None and report.republished < self.settings.relay.sweep_limit:
             self.publisher.loss_handled(lost_before)
         OUTBOX_PENDING.set(self.publisher.pending(now))
+        if self.drift.due(now):
+            try:
+                self.drift.update(now)
+            except Exception as exc:
+                # Drift figures are advisory: they must never stop publishing or sweeping.
+                log.warning("relay: drift figures not updated: %s", exc)
         return report
 
     def run(self, stop: threading.Event) -> None:

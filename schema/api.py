@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
 
+from common.pii import PiiMode
 from schema.models import JobStatus
 from schema.storable import json_problem, text_problem
 from schema.store.records import JobRecord
@@ -48,6 +49,11 @@ class SummaryJobCreate(_Strict):
     webhook: WebhookTarget | None = None
     email: EmailStr | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
+    pii: PiiMode | None = Field(
+        default=None,
+        description="How personal data in this document is treated: off, mask_summary, mask_stored, "
+        "reject; the tenant's default when omitted.",
+    )
     # Below half a second no answer can arrive in time: a floor instead of a certain 504.
     timeout_s: float | None = Field(
         default=None, ge=0.5, allow_inf_nan=False, description="Deadline of a sync answer, in seconds."
@@ -106,6 +112,7 @@ class SummaryJobPublic(BaseModel):
     batch_id: str | None = None
     custom_id: str | None = None
     attempts: int = 0
+    pii: str | None = Field(default=None, description="The PII mode the job ran under.")
 
 
 class SummaryJobList(BaseModel):
@@ -174,6 +181,7 @@ def job_to_public(job: JobRecord) -> SummaryJobPublic:
         batch_id=job.batch_id,
         custom_id=job.custom_id,
         attempts=job.attempts or 0,
+        pii=job.pii_mode,
     )
 
 

@@ -17,6 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from schema.settings import DatabaseSettings
 
+# A database error's message would otherwise carry the statement's parameters (a document, a
+# summary), and those messages are logged and stored as job errors.
+HIDE_PARAMETERS = True
+
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -64,20 +68,28 @@ def make_engine(settings: DatabaseSettings) -> Engine:
     url = sync_url(settings.url)
     if is_sqlite(url):
         _ensure_sqlite_dir(url)
-        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+        engine = create_engine(
+            url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, hide_parameters=HIDE_PARAMETERS
+        )
         event.listen(engine, "connect", _tune_sqlite)
         return engine
-    return create_engine(url, pool_size=settings.pool_size, pool_pre_ping=True)
+    return create_engine(
+        url, pool_size=settings.pool_size, pool_pre_ping=True, hide_parameters=HIDE_PARAMETERS
+    )
 
 
 def make_async_engine(settings: DatabaseSettings) -> AsyncEngine:
     url = async_url(settings.url)
     if is_sqlite(url):
         _ensure_sqlite_dir(url)
-        engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+        engine = create_async_engine(
+            url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, hide_parameters=HIDE_PARAMETERS
+        )
         event.listen(engine.sync_engine, "connect", _tune_sqlite)
         return engine
-    return create_async_engine(url, pool_size=settings.pool_size, pool_pre_ping=True)
+    return create_async_engine(
+        url, pool_size=settings.pool_size, pool_pre_ping=True, hide_parameters=HIDE_PARAMETERS
+    )
 
 
 def database_status(engine: Engine) -> str:

@@ -15,6 +15,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -181,6 +182,8 @@ class SummaryJob(Base):
     )
     custom_id: Mapped[str | None] = mapped_column(String(512), default=None)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    # How personal data in this job is treated (common.pii.PiiMode); NULL on rows from before 0007.
+    pii_mode: Mapped[str | None] = mapped_column(String(16), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(default=None)
@@ -290,6 +293,59 @@ class WebhookEndpoint(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
+class TenantPiiPolicy(Base):
+    """A tenant's default PII mode (common.pii.PiiMode); a job's own ``pii`` field wins over it."""
+
+    __tablename__ = "tenant_pii_policies"
+
+    tenant: Mapped[str] = mapped_column(String(128), primary_key=True)
+    mode: Mapped[str] = mapped_column(String(16))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class ModelAuditEvent(Base):
+    """A model (or adapter) was loaded, changed, or failed its manifest check, by whom and with what."""
+
+    __tablename__ = "model_audit_events"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    event: Mapped[str] = mapped_column(String(32))
+    component: Mapped[str] = mapped_column(String(32))
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    model_name: Mapped[str] = mapped_column(String(255))
+    manifest_sha256: Mapped[str | None] = mapped_column(String(64), default=None)
+    weights_sha256: Mapped[str | None] = mapped_column(String(64), default=None)
+    previous_manifest_sha256: Mapped[str | None] = mapped_column(String(64), default=None)
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class JobStats(Base):
+    """Compact statistics of one finished job's input and output, the raw material of drift windows.
+
+    Numbers and a language code only, never text: drift is computed from these rows alone.
+    """
+
+    __tablename__ = "job_stats"
+
+    job_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    # The variant when a job names one, else the model name: drift is per model.
+    model_key: Mapped[str] = mapped_column(String(255))
+    finished_at: Mapped[datetime] = mapped_column(default=utcnow)
+    input_chars: Mapped[int] = mapped_column(Integer)
+    input_tokens: Mapped[int] = mapped_column(Integer)
+    language: Mapped[str | None] = mapped_column(String(16), default=None)
+    # NULL where the model cannot tell (no unknown token in its vocabulary).
+    unknown_token_share: Mapped[float | None] = mapped_column(Float, default=None)
+    summary_chars: Mapped[int] = mapped_column(Integer)
+    compression_ratio: Mapped[float] = mapped_column(Float)
+    redundancy: Mapped[float] = mapped_column(Float)
+    hit_length_limit: Mapped[bool] = mapped_column(Boolean)
+
+    __table_args__ = (Index("ix_job_stats_model_key_finished_at", "model_key", "finished_at"),)
+
+
 # Typed handles for SQLAlchemy Core statements (``Model.__table__`` is typed as a bare FromClause).
 jobs_table = cast(Table, SummaryJob.__table__)
 batches_table = cast(Table, Batch.__table__)
@@ -297,3 +353,6 @@ outbox_table = cast(Table, OutboxEntry.__table__)
 deliveries_table = cast(Table, NotificationDelivery.__table__)
 attempts_table = cast(Table, DeliveryAttempt.__table__)
 endpoints_table = cast(Table, WebhookEndpoint.__table__)
+audit_table = cast(Table, ModelAuditEvent.__table__)
+pii_policies_table = cast(Table, TenantPiiPolicy.__table__)
+job_stats_table = cast(Table, JobStats.__table__)

@@ -26,6 +26,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from common.errors import ConfigError
+from common.pii import PiiMode
 from summarizer.settings import SummarizerSettings
 
 CONFIG_ENV_VAR = "CONDENSE_CONFIG"
@@ -182,6 +183,11 @@ class WorkerSettings(_Section):
         "busy on its lane) that a caught-up lane never received means the lane is stalled: its "
         "consumer rejoins the group and, if that does not bring the job, runs it from the database.",
     )
+    allow_model_mismatch: bool = Field(
+        default=False,
+        description="Start even when the model's files differ from the manifest written when they were "
+        "first loaded (the mismatch is still logged and recorded as an audit event).",
+    )
     metrics_port: int = Field(
         default=9101, ge=0, le=65535, description="Port of /metrics, /healthz, /readyz."
     )
@@ -333,6 +339,58 @@ class VariantSettings(_Section):
         return {key: getattr(checked, key) for key in value}
 
 
+class PiiSettings(_Section):
+    default_mode: PiiMode = Field(
+        default="off",
+        description="How personal data in documents is treated unless the tenant or the job says "
+        "otherwise: off, mask_summary (mask the summary everywhere it goes), mask_stored (mask the "
+        "document before it is stored or queued, and the summary), reject (refuse it with 422).",
+    )
+    tenant_modes: dict[str, PiiMode] = Field(
+        default_factory=dict,
+        description="Per-tenant default mode, overriding default_mode; a mode set in the database with "
+        "`condense pii set` wins over both, and a job's own `pii` field over everything.",
+    )
+
+    def mode_for(self, tenant: str, requested: PiiMode | None = None) -> PiiMode:
+        if requested is not None:
+            return requested
+        return self.tenant_modes.get(tenant, self.default_mode)
+
+
+class DriftSettings(_Section):
+    window_s: float = Field(
+        default=86_400.0, gt=0, description="The current window: jobs finished this long before now."
+    )
+    reference_s: float = Field(
+        default=604_800.0,
+        gt=0,
+        description="The reference window, ending where the current window starts.",
+    )
+    psi_threshold: float = Field(
+        default=0.2, gt=0, description="A statistic whose PSI between the windows exceeds this has moved."
+    )
+    ks_alpha: float = Field(
+        default=0.01,
+        gt=0,
+        lt=1,
+        description="A numeric statistic whose two-sample KS p-value is below this has moved too.",
+    )
+    min_jobs: int = Field(
+        default=30, ge=1, description="Fewer jobs than this in either window: no verdict for that model."
+    )
+    interval_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="How often the relay recomputes the drift gauges it exports on /metrics.",
+    )
+
+
+class GovernanceSettings(_Section):
+    pii: PiiSettings = Field(default_factory=PiiSettings)
+    drift: DriftSettings = Field(default_factory=DriftSettings)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="CONDENSE_",
@@ -357,6 +415,7 @@ class Settings(BaseSettings):
     notifier: NotifierSettings = Field(default_factory=NotifierSettings)
     batches: BatchUploadSettings = Field(default_factory=BatchUploadSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    governance: GovernanceSettings = Field(default_factory=GovernanceSettings)
     data_dir: str = Field(default="var", description="Where the embedded stack keeps its files.")
 
     @field_validator("data_dir")

@@ -245,6 +245,13 @@ class Seq2SeqSummarizer(Summarizer):
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False, verbose=False).input_ids)
 
+    def unknown_token_share(self, text: str) -> float | None:
+        unk = self.tokenizer.unk_token_id
+        if unk is None:
+            return None
+        ids = self.tokenizer(text, add_special_tokens=False, verbose=False).input_ids
+        return sum(1 for i in ids if i == unk) / len(ids) if ids else 0.0
+
     def _units(self, text: str) -> list[list[int]]:
         sentences = [item.text for item in segment(text)] or [text.strip()]
         return [

@@ -122,6 +122,13 @@ class ExtractiveSummarizer(Summarizer):
     def count_tokens(self, text: str) -> int:
         return self.encoder.count_tokens(text)
 
+    def unknown_token_share(self, text: str) -> float | None:
+        unk = self.encoder.tokenizer.token_to_id("[UNK]")
+        if unk is None:
+            return None
+        ids = self.encoder.tokenizer.encode(text, add_special_tokens=False).ids
+        return sum(1 for i in ids if i == unk) / len(ids) if ids else 0.0
+
     # -- the batch ---------------------------------------------------------------------------
 
     def _prepare(self, index: int, doc: str, params: SummaryParams) -> _Doc:

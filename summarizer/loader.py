@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
+import summarizer.manifest as manifest
 from summarizer.errors import SummarizerConfigError, SummarizerError
 from summarizer.params import ENCODER_MODEL_TYPES, read_model_config
 from summarizer.runtime import go_offline
@@ -34,22 +36,41 @@ def load_summarizer(settings: SummarizerSettings) -> Summarizer:
     """
     go_offline()
     try:
-        if settings.model == DEFAULT_MODEL:
-            from summarizer.extractive import ExtractiveSummarizer
-
-            return ExtractiveSummarizer(settings, minilm_path())
-        model_dir = Path(settings.model).expanduser()
-        config = read_model_config(model_dir, settings.model)
-        if not config.get("is_encoder_decoder", False) and config.get("model_type") in ENCODER_MODEL_TYPES:
-            # A sentence encoder directory: use it as the extractive model.
-            from summarizer.extractive import ExtractiveSummarizer
-
-            return ExtractiveSummarizer(settings, model_dir, name=model_dir.name)
-        from summarizer.abstractive import Seq2SeqSummarizer
-
-        return Seq2SeqSummarizer(settings, model_dir)
+        model_dir, summarizer = _load(settings)
+        return _with_manifest(settings, model_dir, summarizer)
     except SummarizerError:
         raise
     except Exception as exc:  # a broken directory fails in many library-specific ways
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise SummarizerConfigError(f"cannot load summarizer model {settings.model!r}: {first}") from exc
+
+
+def _load(settings: SummarizerSettings) -> tuple[Path, Summarizer]:
+    if settings.model == DEFAULT_MODEL:
+        from summarizer.extractive import ExtractiveSummarizer
+
+        path = minilm_path()
+        return path, ExtractiveSummarizer(settings, path)
+    model_dir = Path(settings.model).expanduser()
+    config = read_model_config(model_dir, settings.model)
+    if not config.get("is_encoder_decoder", False) and config.get("model_type") in ENCODER_MODEL_TYPES:
+        # A sentence encoder directory: use it as the extractive model.
+        from summarizer.extractive import ExtractiveSummarizer
+
+        return model_dir, ExtractiveSummarizer(settings, model_dir, name=model_dir.name)
+    from summarizer.abstractive import Seq2SeqSummarizer
+
+    return model_dir, Seq2SeqSummarizer(settings, model_dir)
+
+
+def _with_manifest(settings: SummarizerSettings, model_dir: Path, summarizer: Summarizer) -> Summarizer:
+    """Hash what was loaded against the manifest; the caller decides what a mismatch means."""
+    export_dir = getattr(summarizer, "cache_path", None)
+    checked = manifest.check(Path(settings.cache_dir), summarizer.info.name, model_dir, export_dir)
+    if checked.differences:
+        log.warning(
+            "model files differ from the manifest %s: %s", checked.path, "; ".join(checked.differences)
+        )
+    summarizer.manifest = checked
+    summarizer.info = dataclasses.replace(summarizer.info, manifest_sha256=checked.manifest.digest)
+    return summarizer

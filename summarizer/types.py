@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from summarizer.errors import InvalidParamsError, SummarizerError
+from summarizer.manifest import ManifestCheck
 
 Kind = Literal["extractive", "abstractive"]
 
@@ -49,6 +50,9 @@ class ModelInfo:
     kind: Kind
     device: str
     engine_version: str = field(init=False)
+    #: Digest of the manifest of every file the model was loaded from (summarizer.manifest); empty
+    #: when no manifest was taken (test doubles).
+    manifest_sha256: str = ""
 
     def __post_init__(self) -> None:
         # Derived, not passed in, so that no engine can report a version its recipe does not match.
@@ -140,6 +144,8 @@ class Summarizer(abc.ABC):
     parallel inside), which is how the gateway's micro-batcher and the workers use it."""
 
     info: ModelInfo
+    #: The files the model came from against their manifest; set by :func:`load_summarizer`.
+    manifest: ManifestCheck | None = None
 
     @abc.abstractmethod
     def validate_params(self, params: Mapping[str, Any] | None) -> SummaryParams:
@@ -165,6 +171,11 @@ class Summarizer(abc.ABC):
         chunks_total)`` reports progress; ``should_cancel(doc_index)`` is asked between chunks.
         Raises :class:`OutOfMemoryError` when the batch as a whole did not fit on the device.
         """
+
+    def unknown_token_share(self, text: str) -> float | None:
+        """Share of the text's tokens that the vocabulary does not know (a drift statistic); None
+        where the model cannot tell, as byte-level vocabularies never meet an unknown token."""
+        return None
 
     def summarize(self, text: str, **params: Any) -> str:
         """Convenience for scripts: summarize one text or raise its error."""

@@ -33,10 +33,11 @@ from schema.db import database_status, make_engine
 from schema.dbwatch import SqliteWatch
 from schema.settings import Settings
 from schema.variants import variant_specs
-from summarizer import Summarizer
+from summarizer import Summarizer, SummarizerSettings, load_summarizer
 from summarizer.runtime import settle_heap
 from workers.consumer import BatchConsumer, store_probe
 from workers.execution import BatchOutcome, JobExecutor
+from workers.modelcheck import admit_model
 from workers.retry import RetryPolicy
 from workers.variants import VariantModels
 
@@ -120,8 +121,17 @@ def create_celery_app(settings: Settings) -> Celery:
             self._thread: threading.Thread | None = None
 
         def start(self, worker: Any) -> None:
+            # Every model is checked against its manifest as it loads, and the load is on record
+            # (model audit); a mismatch fails that variant, and the start when it is the only one.
+            audit_engine = make_engine(settings.database)
+
+            def load_and_admit(summarizer_settings: SummarizerSettings) -> Summarizer:
+                summarizer = load_summarizer(summarizer_settings)
+                admit_model(audit_engine, summarizer, allow_mismatch=settings.worker.allow_model_mismatch)
+                return summarizer
+
             # Loaded before the consumer joins the group, so the first batch does not wait on them.
-            models = VariantModels.at_start(variant_specs(settings))
+            models = VariantModels.at_start(variant_specs(settings), load=load_and_admit)
             consumer = build_consumer(settings, models, app)
             settle_heap()
             self._thread = threading.Thread(

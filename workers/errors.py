@@ -16,3 +16,9 @@ class StorageUnavailableError(WorkerError):
 
     code = "storage_unavailable"
     retryable = True
+
+
+class ModelMismatchError(WorkerError):
+    """The model's files differ from their manifest and ``worker.allow_model_mismatch`` is off."""
+
+    code = "model_mismatch"

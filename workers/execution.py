@@ -9,6 +9,7 @@ becomes a stored retry time, never a sleep.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -18,8 +19,11 @@ from dataclasses import dataclass, field
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
+from common import pii
+from schema.drift import JobStats, job_stats
 from schema.models import JobStatus, utcnow
 from schema.store import batches, jobs
+from schema.store import drift as drift_store
 from schema.store.jobs import Finished, Outcome
 from schema.store.records import JobRecord
 from summarizer import Summarizer, SummaryParams, SummaryResult
@@ -272,11 +276,21 @@ class JobExecutor:
         again (their claims count towards ``max_claims``).
         """
         staged = BatchOutcome()
+        # Masking and statistics tokenize text: done before the transaction, never while it holds
+        # the database (on SQLite, the one write lock every submit waits for).
+        summaries: dict[str, str] = {}
+        stats: dict[str, JobStats] = {}
+        for job, result in results:
+            if isinstance(result, SummaryResult):
+                summaries[job.id] = pii.summary_for(result.summary, job.pii_mode)
+                computed = self._stats(job, result)
+                if computed is not None:
+                    stats[job.id] = computed
         try:
             with self.engine.begin() as conn:
                 ended: list[JobRecord] = []
                 for job, result in results:
-                    finished = self._store_one(conn, job, result, staged)
+                    finished = self._store_one(conn, job, result, staged, summaries, stats)
                     if finished is not None:
                         ended.append(finished.job)
                 self._close_batches(conn, ended, staged)
@@ -295,12 +309,19 @@ class JobExecutor:
         outcome.ended += staged.ended
 
     def _store_one(
-        self, conn: Connection, job: JobRecord, result: Result, staged: BatchOutcome
+        self,
+        conn: Connection,
+        job: JobRecord,
+        result: Result,
+        staged: BatchOutcome,
+        summaries: Mapping[str, str],
+        stats: Mapping[str, JobStats],
     ) -> Finished | None:
         if isinstance(result, SummaryResult):
             final = Outcome(
                 JobStatus.SUCCEEDED,
-                summary=result.summary,
+                # Masked before it is stored: the API, webhooks and e-mails all read it from here.
+                summary=summaries.get(job.id, result.summary),
                 language=result.language,
                 model=result.model.as_dict(),
                 timings=result.timings,
@@ -338,8 +359,36 @@ class JobExecutor:
         if finished is None:
             staged.skipped.append(job.id)
             return None
+        computed = stats.get(job.id)
+        if computed is not None and finished.job.status == JobStatus.SUCCEEDED.value:
+            finished_at = finished.job.finished_at or computed.finished_at
+            drift_store.insert_stats(conn, [dataclasses.replace(computed, finished_at=finished_at)])
         self._count(staged, finished)
         return finished
+
+    def _stats(self, job: JobRecord, result: SummaryResult) -> JobStats | None:
+        """The job's drift statistics; a failure here costs the statistic, never the result."""
+        try:
+            variant = self.models.variant_of(job)
+            summarizer = self.models.get(variant)
+            params = job.params or {}
+            summary_tokens = summarizer.count_tokens(result.summary) if "max_new_tokens" in params else None
+            return job_stats(
+                job_id=job.id,
+                # Per variant where the job names one (as schema.store.drift keys them), else the model.
+                model_key=job.variant or result.model.name,
+                finished_at=utcnow(),
+                text=job.input_text,
+                summary=result.summary,
+                input_tokens=result.input_tokens,
+                language=result.language,
+                unknown_token_share=summarizer.unknown_token_share(job.input_text),
+                params=params,
+                summary_tokens=summary_tokens,
+            )
+        except Exception as exc:
+            log.warning("could not compute the drift statistics of job %s: %s", job.id, type(exc).__name__)
+            return None
 
     def _count(self, outcome: BatchOutcome, finished: Finished) -> None:
         job = finished.job

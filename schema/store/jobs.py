@@ -97,6 +97,7 @@ def new_job(*, tenant: str, text: str, **columns: Any) -> JobRecord:
         "updated_at": now,
         "started_at": None,
         "finished_at": None,
+        "pii_mode": None,
     }
     unknown = set(columns) - set(values)
     if unknown:

@@ -63,6 +63,8 @@ class JobRecord(_Record):
     updated_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    # Last, with a default, so that records built before the column existed still construct.
+    pii_mode: str | None = None
 
     @property
     def is_final(self) -> bool:

@@ -229,8 +229,12 @@ def test_every_operation_answers_as_documented(client: TestClient, engine: Engin
     call("post", "/v1/batches/{batch_id}/cancel", 404, path={"batch_id": UNKNOWN})
     call("get", "/v1/batches/{batch_id}/results", 200, path={"batch_id": batch["id"]})
     call("get", "/v1/batches/{batch_id}/results", 404, path={"batch_id": UNKNOWN})
-    call("get", "/v1/batches/{batch_id}/results", 200, path={"batch_id": batch["id"]}, params={"format": "csv"})
-    call("get", "/v1/batches/{batch_id}/results", 422, path={"batch_id": batch["id"]}, params={"format": "xml"})
+    call(
+        "get", "/v1/batches/{batch_id}/results", 200, path={"batch_id": batch["id"]}, params={"format": "csv"}
+    )
+    call(
+        "get", "/v1/batches/{batch_id}/results", 422, path={"batch_id": batch["id"]}, params={"format": "xml"}
+    )
     events = call("get", "/v1/batches/{batch_id}/events", 200, path={"batch_id": batch["id"]})
     last = list(parse_events(events.text.splitlines()))[-1]
     assert (last.event, last.json()["status"]) == ("end", "canceled")

@@ -58,6 +58,11 @@ METRICS: dict[str, tuple[str, frozenset[str]]] = {
     "condense_engine_tokens_per_second": ("histogram", frozenset({"variant", "path"})),
     "condense_summary_words": ("histogram", frozenset({"variant"})),
     "condense_outbox_pending": ("gauge", frozenset()),
+    "condense_drift_psi": ("gauge", frozenset({"model", "statistic"})),
+    "condense_drift_ks_statistic": ("gauge", frozenset({"model", "statistic"})),
+    "condense_drift_ks_pvalue": ("gauge", frozenset({"model", "statistic"})),
+    "condense_drift_moved": ("gauge", frozenset({"model", "statistic"})),
+    "condense_drift_window_jobs": ("gauge", frozenset({"model", "window"})),
 }
 # Labels Prometheus itself attaches to every scraped series.
 TARGET_LABELS = frozenset({"job", "instance", "component"})
@@ -915,8 +920,22 @@ def test_dashboard_has_the_operational_panels() -> None:
         "variants: job latency",
         "variants: engine tokens/s",
         "variants: summary length",
+        "drift psi",
     ):
         assert words in titles, words
+
+
+def test_prometheus_loads_the_drift_alert_rules(compose: dict[str, Any]) -> None:
+    config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    assert "/etc/prometheus/rules/*.yml" in config["rule_files"]
+    assert "./prometheus/rules:/etc/prometheus/rules:ro" in compose["services"]["prometheus"]["volumes"]
+    (group,) = yaml.safe_load((DEPLOY / "prometheus" / "rules" / "condense-drift.yml").read_text())["groups"]
+    rules = {rule["alert"]: rule for rule in group["rules"]}
+    assert 'condense_drift_psi{statistic="language"}' in rules["CondenseInputLanguageDrift"]["expr"]
+    for rule in rules.values():
+        metrics = {_base_metric(token) for token in _METRIC.findall(rule["expr"])}
+        assert metrics == {"condense_drift_psi"}, rule["alert"]
+        assert rule["labels"]["severity"] and rule["annotations"]["summary"]
 
 
 # --------------------------------------------------------------------------------------------------
