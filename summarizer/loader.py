@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 from summarizer.errors import SummarizerConfigError, SummarizerError
-from summarizer.params import ENCODER_MODEL_TYPES, read_model_config
+from summarizer.params import ENCODER_MODEL_TYPES, is_causal_config, read_model_config
 from summarizer.runtime import go_offline
 from summarizer.settings import SummarizerSettings
 from summarizer.types import Summarizer
@@ -34,6 +34,11 @@ def load_summarizer(settings: SummarizerSettings) -> Summarizer:
     """
     go_offline()
     try:
+        if settings.backend == "openai-http":
+            # The model runs elsewhere; summarizer.model is not read.
+            from summarizer.openai_http import OpenAIHTTPSummarizer
+
+            return OpenAIHTTPSummarizer(settings)
         if settings.model == DEFAULT_MODEL:
             from summarizer.extractive import ExtractiveSummarizer
 
@@ -45,6 +50,10 @@ def load_summarizer(settings: SummarizerSettings) -> Summarizer:
             from summarizer.extractive import ExtractiveSummarizer
 
             return ExtractiveSummarizer(settings, model_dir, name=model_dir.name)
+        if is_causal_config(config):
+            from summarizer.causal import CausalLMSummarizer
+
+            return CausalLMSummarizer(settings, model_dir)
         from summarizer.abstractive import Seq2SeqSummarizer
 
         return Seq2SeqSummarizer(settings, model_dir)
