@@ -233,6 +233,7 @@ class CausalLMSummarizer(Summarizer):
                 )
         self._adapter_sha = {name: hash_files(directory) for name, directory in self.adapter_dirs.items()}
         self.model, quantization = self._load_model(model_dir, backend)
+        self.eos_ids = self._end_tokens()
         self.context_tokens = causal_context(self.config, settings.max_context_tokens)
         name = getattr(self.config, "_name_or_path", "") or model_dir.name
         self.validator = causal_validator(settings, name, self.context_tokens)
@@ -287,6 +288,21 @@ class CausalLMSummarizer(Summarizer):
         if "device_map" not in kwargs:
             model = model.to(self.device)
         return model, quantization
+
+    def _end_tokens(self) -> list[int]:
+        """Every id that ends an answer: the tokenizer's end token and those the checkpoint lists
+        (Llama 3 ends turns with <|eot_id|>, not its eos)."""
+        ids: list[int] = []
+        for value in (
+            getattr(self.model.generation_config, "eos_token_id", None),
+            self.tokenizer.eos_token_id,
+        ):
+            for token in value if isinstance(value, list) else [value]:
+                if isinstance(token, int) and token not in ids:
+                    ids.append(token)
+        if not ids:
+            raise SummarizerConfigError("the model names no end-of-sequence token")
+        return ids
 
     def _bnb_config(self, backend: str) -> Any:
         import importlib.util
@@ -505,7 +521,7 @@ class CausalLMSummarizer(Summarizer):
     def _generate(self, rows: Sequence[tuple[_Job, int]], max_new: int) -> list[str]:
         """Answers for ``rows`` (a job and its chunk number) in one left-padded batch."""
         torch = self.torch
-        from transformers import LogitsProcessorList, StoppingCriteriaList
+        from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
 
         ids = [job.row(number) for job, number in rows]
         width = max(len(row) for row in ids)
@@ -519,13 +535,19 @@ class CausalLMSummarizer(Summarizer):
         for (job, _number), row in zip(rows, ids, strict=True):
             seed = int.from_bytes(hashlib.sha256(str(row).encode()).digest()[:8], "big") & (2**63 - 1)
             specs.append((job.params, seed, len(row)))
-        kwargs: dict[str, Any] = {
-            "max_new_tokens": max_new,
-            "do_sample": False,
-            "num_beams": 1,
-            "pad_token_id": pad,
-            "logits_processor": LogitsProcessorList([_RowSampler(torch, specs, width, self.device)]),
-        }
+        # A config of our own: checkpoints ship sampling defaults (do_sample, top_k, a batch-wide
+        # repetition penalty that also hits padding) that would make rows depend on their batch.
+        config = GenerationConfig(
+            max_new_tokens=max_new,
+            do_sample=False,
+            num_beams=1,
+            pad_token_id=pad,
+            eos_token_id=self.eos_ids,
+            bos_token_id=getattr(self.model.generation_config, "bos_token_id", None),
+        )
+        kwargs: dict[str, Any] = {"generation_config": config}
+        if any(job.params.temperature or (job.params.repetition_penalty or 1.0) != 1.0 for job, _ in rows):
+            kwargs["logits_processor"] = LogitsProcessorList([_RowSampler(torch, specs, width, self.device)])
         stops = [list(job.params.stop or ()) for job, _number in rows]
         if any(stops):
             kwargs["stopping_criteria"] = StoppingCriteriaList([_StopStrings(self.tokenizer, stops, width)])

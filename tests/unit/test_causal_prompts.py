@@ -101,3 +101,15 @@ def test_model_info_names_the_adapter_only_when_there_is_one() -> None:
 
     tuned = dataclasses.replace(info, adapter="legal", adapter_sha256="a" * 64)
     assert tuned.as_dict()["adapter"] == "legal" and tuned.engine_version == info.engine_version
+
+
+def test_fake_summarizer_speaks_the_causal_contract() -> None:
+    from summarizer.testing import FakeSummarizer
+
+    fake = FakeSummarizer(kind="causal", adapters={"legal": "ab" * 32})
+    assert dict(fake.adapters) == {"legal": "ab" * 32}
+    with pytest.raises(InvalidParamsError, match="adapter"):
+        fake.validate_params({"adapter": "news"})
+    (result,) = fake.summarize_batch(["one two three"], fake.validate_params({"adapter": "legal"}))
+    assert not isinstance(result, Exception)
+    assert result.model.as_dict()["adapter_sha256"] == "ab" * 32
