@@ -535,8 +535,9 @@ class CausalLMSummarizer(Summarizer):
         for (job, _number), row in zip(rows, ids, strict=True):
             seed = int.from_bytes(hashlib.sha256(str(row).encode()).digest()[:8], "big") & (2**63 - 1)
             specs.append((job.params, seed, len(row)))
-        # A config of our own: checkpoints ship sampling defaults (do_sample, top_k, a batch-wide
-        # repetition penalty that also hits padding) that would make rows depend on their batch.
+        # A config of our own, with the model's defaults off: checkpoints ship sampling defaults
+        # (do_sample, top_k, a batch-wide repetition penalty that also hits padding) that generate
+        # would otherwise fill in, and rows would then depend on their batch and the global RNG.
         config = GenerationConfig(
             max_new_tokens=max_new,
             do_sample=False,
@@ -545,7 +546,7 @@ class CausalLMSummarizer(Summarizer):
             eos_token_id=self.eos_ids,
             bos_token_id=getattr(self.model.generation_config, "bos_token_id", None),
         )
-        kwargs: dict[str, Any] = {"generation_config": config}
+        kwargs: dict[str, Any] = {"generation_config": config, "use_model_defaults": False}
         if any(job.params.temperature or (job.params.repetition_penalty or 1.0) != 1.0 for job, _ in rows):
             kwargs["logits_processor"] = LogitsProcessorList([_RowSampler(torch, specs, width, self.device)])
         stops = [list(job.params.stop or ()) for job, _number in rows]

@@ -247,3 +247,21 @@ def test_a_model_without_chat_template_is_refused(tiny_causal_dir: Path, tmp_pat
 def test_unknown_adapter_directory_is_a_config_error(tiny_causal_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(SummarizerConfigError, match=r"adapters\.broken"):
         load_summarizer(_settings(tiny_causal_dir, adapters={"broken": str(tmp_path)}))
+
+
+def test_sampling_defaults_of_the_checkpoint_are_ignored(
+    causal: CausalLMSummarizer, tiny_causal_dir: Path, tmp_path: Path
+) -> None:
+    import json
+    import shutil
+
+    copy = tmp_path / "sampling-defaults"
+    shutil.copytree(tiny_causal_dir, copy)
+    generation = json.loads((copy / "generation_config.json").read_text())
+    # What instruct checkpoints ship: sampling on, and a batch-wide penalty that would hit padding.
+    generation |= {"do_sample": True, "temperature": 0.9, "top_k": 5, "repetition_penalty": 1.3}
+    (copy / "generation_config.json").write_text(json.dumps(generation))
+    shipped = load_summarizer(_settings(copy))
+    params = shipped.validate_params({"max_new_tokens": 12})
+    expected = _summaries(causal.summarize_batch(DOCS, causal.validate_params({"max_new_tokens": 12})))
+    assert _summaries(shipped.summarize_batch(DOCS, params)) == expected
