@@ -373,7 +373,9 @@ class CausalLMSummarizer(Summarizer):
             ids = self.tokenizer(text, add_special_tokens=False, verbose=False).input_ids
             return [ids] if ids else []
         encoded = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
-        cuts = [match.end() for match in _BOUNDARY.finditer(text)]
+        # A unit starts at the whitespace after a sentence: byte-level BPE tokens carry their
+        # leading space, so the next sentence's first token starts there.
+        cuts = [match.start() for match in _BOUNDARY.finditer(text)]
         units: list[list[int]] = [[]]
         position = 0
         for token, (start, _end) in zip(encoded.input_ids, encoded.offset_mapping, strict=True):

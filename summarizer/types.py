@@ -9,7 +9,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from summarizer.errors import InvalidParamsError, SummarizerError
 
@@ -113,12 +121,18 @@ class SummaryParams(BaseModel):
     repetition_penalty: float | None = Field(
         default=None, ge=1, le=2, description="Penalty on tokens already in the prompt or the answer."
     )
-    stop: list[StopString] | None = Field(
+    stop: tuple[StopString, ...] | None = Field(
         default=None, max_length=MAX_STOP_STRINGS, description="Strings that end the summary (cut)."
     )
     adapter: str | None = Field(
         default=None, min_length=1, max_length=64, description="LoRA adapter to summarize with."
     )
+
+    @field_validator("stop", mode="before")
+    @classmethod
+    def _stop_from_json(cls, value: Any) -> Any:
+        # JSON has lists; a tuple keeps the frozen params hashable.
+        return tuple(value) if isinstance(value, list) else value
 
     @model_validator(mode="after")
     def _min_below_max(self) -> SummaryParams:
