@@ -66,21 +66,29 @@ class _TokenCounter:
         summarizer.model.generate = counted
 
 
-def _timed(run: Callable[[], list[Any]], counter: _TokenCounter, rounds: int) -> tuple[float, int, list[str]]:
-    """Best wall time over ``rounds``, tokens written per round, and the summaries."""
-    best = float("inf")
-    tokens = 0
-    summaries: list[str] = []
+Measured = tuple[float, float, list[str]]
+
+
+def _side_by_side(runs: list[tuple[Callable[[], list[Any]], _TokenCounter]], rounds: int) -> list[Measured]:
+    """Per run: best wall time, generated tokens/s at that time, and the summaries.
+
+    Rounds alternate between the runs, so that load from other processes, which comes and goes on
+    a shared machine, weighs on each of them alike.
+    """
+    best: list[Measured] = [(float("inf"), 0.0, []) for _ in runs]
     for _ in range(rounds):
-        counter.tokens = 0
-        began = time.perf_counter()
-        results = run()
-        best = min(best, time.perf_counter() - began)
-        tokens = counter.tokens
-        summaries = [
-            result.summary if isinstance(result, SummaryResult) else repr(result) for result in results
-        ]
-    return best, tokens, summaries
+        for number, (run, counter) in enumerate(runs):
+            counter.tokens = 0
+            began = time.perf_counter()
+            results = run()
+            elapsed = time.perf_counter() - began
+            if elapsed < best[number][0]:
+                summaries = [
+                    result.summary if isinstance(result, SummaryResult) else repr(result)
+                    for result in results
+                ]
+                best[number] = (elapsed, counter.tokens / elapsed, summaries)
+    return best
 
 
 def _model_bytes(summarizer: CausalLMSummarizer) -> int:
@@ -100,7 +108,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--words", type=int, default=30, help="words of each prompt's document")
     parser.add_argument("--new-tokens", type=int, default=64, help="max_new_tokens of each summary")
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds, best counts")
-    parser.add_argument("--threads", type=int, default=0, help="inference threads (0: runtime default)")
+    # One thread by default: on a shared machine of few cores, two threads per process mostly wait
+    # for each other, and the ratios swung from run to run.
+    parser.add_argument("--threads", type=int, default=1, help="inference threads (0: runtime default)")
     parser.add_argument("--quick", action="store_true", help="fewer rounds and tokens")
     args = parser.parse_args(argv)
     if args.quick:
@@ -143,25 +153,24 @@ def run(model_dir: Path, adapters: dict[str, str], args: argparse.Namespace) -> 
 
     rows = [["measure", "value", "target"]]
     fp32 = load("torch-fp32")
-    counter = _TokenCounter(fp32)
+    int8 = load("torch-int8")
+    counter, int8_counter = _TokenCounter(fp32), _TokenCounter(int8)
     params = fp32.validate_params({"max_new_tokens": args.new_tokens})
     fp32.summarize_batch(docs[:2], params)  # warm-up
-    batched_s, batched_tokens, fp32_summaries = _timed(
-        lambda: fp32.summarize_batch(docs, params), counter, args.rounds
-    )
-    single_s, single_tokens, single_summaries = _timed(
-        lambda: [fp32.summarize_batch([doc], params)[0] for doc in docs], counter, args.rounds
-    )
-    batched_rate, single_rate = batched_tokens / batched_s, single_tokens / single_s
-    rows += [
-        ["fp32 batched, tokens/s", f"{batched_rate:.0f}", ""],
-        ["fp32 one at a time, tokens/s", f"{single_rate:.0f}", ""],
-        ["batched speedup, summarization prompt", f"{batched_rate / single_rate:.2f}x", ""],
+    int8.summarize_batch(docs[:2], params)
+    batched, single, quantized = _side_by_side(
         [
-            "batched == one at a time (summaries)",
-            f"{sum(a == b for a, b in zip(fp32_summaries, single_summaries, strict=True))}/{len(docs)}",
-            f"{len(docs)}/{len(docs)}",
+            (lambda: fp32.summarize_batch(docs, params), counter),
+            (lambda: [fp32.summarize_batch([doc], params)[0] for doc in docs], counter),
+            (lambda: int8.summarize_batch(docs, params), int8_counter),
         ],
+        args.rounds,
+    )
+    same = sum(a == b for a, b in zip(batched[2], single[2], strict=True))
+    rows += [
+        ["fp32 batched / one at a time, tokens/s", f"{batched[1]:.0f} / {single[1]:.0f}", ""],
+        ["batched speedup, summarization prompt", f"{batched[1] / single[1]:.2f}x", ""],
+        ["batched == one at a time (summaries)", f"{same}/{len(docs)}", f"{len(docs)}/{len(docs)}"],
     ]
     # The prompt's prefill costs the same batched or not, and on a CPU it is most of the work of a
     # summarization prompt; generation itself is what batching speeds up, measured here on short
@@ -171,42 +180,28 @@ def run(model_dir: Path, adapters: dict[str, str], args: argparse.Namespace) -> 
     short_docs = _documents(args.prompts, 10, seed=12)
     short_params = short.validate_params({"max_new_tokens": args.new_tokens * 2})
     short.summarize_batch(short_docs[:2], short_params)
-    short_batched = _timed(
-        lambda: short.summarize_batch(short_docs, short_params), short_counter, args.rounds
-    )
-    short_single = _timed(
-        lambda: [short.summarize_batch([doc], short_params)[0] for doc in short_docs],
-        short_counter,
+    short_batched, short_single = _side_by_side(
+        [
+            (lambda: short.summarize_batch(short_docs, short_params), short_counter),
+            (lambda: [short.summarize_batch([doc], short_params)[0] for doc in short_docs], short_counter),
+        ],
         args.rounds,
     )
-    speedup = (short_batched[1] / short_batched[0]) / (short_single[1] / short_single[0])
     rows += [
         [
             f"batched speedup, generation ({args.new_tokens * 2} new tokens, ~25-token prompts)",
-            f"{speedup:.2f}x ({short_batched[1] / short_batched[0]:.0f} vs {short_single[1] / short_single[0]:.0f} tokens/s)",
+            f"{short_batched[1] / short_single[1]:.2f}x ({short_batched[1]:.0f} / {short_single[1]:.0f} tokens/s)",
             f">= {TARGETS['batched_speedup']:.0f}x",
         ]
     ]
-
-    int8 = load("torch-int8")
-    int8_counter = _TokenCounter(int8)
-    int8.summarize_batch(docs[:2], params)
-    int8_s, int8_tokens, int8_summaries = _timed(
-        lambda: int8.summarize_batch(docs, params), int8_counter, args.rounds
-    )
-    rouge = _rouge_l(fp32_summaries, int8_summaries)
     rows += [
         [
             "model size fp32 / int8, MB",
             f"{_model_bytes(fp32) / 1e6:.1f} / {_model_bytes(int8) / 1e6:.1f}",
             "",
         ],
-        [
-            "int8 batched, tokens/s",
-            f"{int8_tokens / int8_s:.0f} ({int8_tokens / int8_s / batched_rate:.2f}x fp32)",
-            "",
-        ],
-        ["ROUGE-L int8 vs fp32 summary", f"{rouge:.3f}", ""],
+        ["int8 batched, tokens/s", f"{quantized[1]:.0f} ({quantized[1] / batched[1]:.2f}x fp32)", ""],
+        ["ROUGE-L int8 vs fp32 summary", f"{_rouge_l(batched[2], quantized[2]):.3f}", ""],
     ]
 
     tuned = load("torch-fp32", adapters=adapters)
@@ -219,20 +214,22 @@ def run(model_dir: Path, adapters: dict[str, str], args: argparse.Namespace) -> 
         for n in range(len(docs))
     ]
     tuned.summarize_batch(docs[:3], per_doc[:3])
-    timings: dict[bool, tuple[float, int, list[str]]] = {}
-    for mixed in (True, False):
+
+    def adapters_run(mixed: bool) -> list[Any]:
         tuned.mixed_adapter_batches = mixed
-        timings[mixed] = _timed(lambda: tuned.summarize_batch(docs, per_doc), tuned_counter, args.rounds)
-    mixed_rate = timings[True][1] / timings[True][0]
-    grouped_rate = timings[False][1] / timings[False][0]
+        return tuned.summarize_batch(docs, per_doc)
+
+    mixed, grouped = _side_by_side(
+        [(lambda: adapters_run(True), tuned_counter), (lambda: adapters_run(False), tuned_counter)],
+        args.rounds,
+    )
     rows += [
         [
-            "adapters: mixed batch, tokens/s",
-            f"{mixed_rate:.0f} ({mixed_rate / grouped_rate:.2f}x grouped)",
+            "adapters: mixed batch / batch per adapter, tokens/s",
+            f"{mixed[1]:.0f} / {grouped[1]:.0f} ({mixed[1] / grouped[1]:.2f}x)",
             "",
         ],
-        ["adapters: batch per adapter, tokens/s", f"{grouped_rate:.0f}", ""],
-        ["mixed == grouped (summaries)", f"{timings[True][2] == timings[False][2]}", "True"],
+        ["mixed == grouped (summaries)", f"{mixed[2] == grouped[2]}", "True"],
     ]
     return rows
 
