@@ -265,3 +265,25 @@ def test_sampling_defaults_of_the_checkpoint_are_ignored(
     params = shipped.validate_params({"max_new_tokens": 12})
     expected = _summaries(causal.summarize_batch(DOCS, causal.validate_params({"max_new_tokens": 12})))
     assert _summaries(shipped.summarize_batch(DOCS, params)) == expected
+
+
+def test_batches_stay_within_the_token_budget_answer_included(causal: CausalLMSummarizer) -> None:
+    params = causal.validate_params({"max_new_tokens": 12})
+    expected = _summaries(causal.summarize_batch(DOCS, params))
+    shapes: list[tuple[int, int]] = []
+    original = causal.model.generate
+
+    def recorded(*args: Any, **kwargs: Any) -> Any:
+        shapes.append(tuple(kwargs["input_ids"].shape))  # type: ignore[arg-type]
+        return original(*args, **kwargs)
+
+    budget = 200
+    causal.model.generate = recorded
+    causal.max_batch_tokens = budget
+    try:
+        assert _summaries(causal.summarize_batch(DOCS, params)) == expected
+    finally:
+        causal.max_batch_tokens = causal.settings.max_batch_tokens
+        del causal.model.generate
+    assert len(shapes) > 1 and sum(rows for rows, _ in shapes) == len(DOCS)
+    assert all(rows == 1 or rows * (width + 12) <= budget for rows, width in shapes)
