@@ -11,7 +11,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from benchmarks import engine, idle, pii, pipeline, submit, sync, upload, variants
+from benchmarks import engine, idle, llm, pii, pipeline, submit, sync, upload, variants
 
 QUICK: dict[str, list[str]] = {
     "engine": ["--quick"],
@@ -23,6 +23,7 @@ QUICK: dict[str, list[str]] = {
     "upload": [],
     "variants": ["--duration-s", "5"],
     "pii": ["--per-type", "50"],
+    "llm": ["--quick"],
 }
 SUITES: dict[str, Callable[[list[str]], object]] = {
     "engine": engine.main,
@@ -33,6 +34,7 @@ SUITES: dict[str, Callable[[list[str]], object]] = {
     "upload": upload.main,
     "variants": variants.main,
     "pii": pii.main,
+    "llm": llm.main,
 }
 
 

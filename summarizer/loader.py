@@ -8,7 +8,7 @@ from pathlib import Path
 
 import summarizer.manifest as manifest
 from summarizer.errors import SummarizerConfigError, SummarizerError
-from summarizer.params import ENCODER_MODEL_TYPES, read_model_config
+from summarizer.params import ENCODER_MODEL_TYPES, is_causal_config, read_model_config
 from summarizer.runtime import go_offline
 from summarizer.settings import SummarizerSettings
 from summarizer.types import Summarizer
@@ -36,6 +36,12 @@ def load_summarizer(settings: SummarizerSettings) -> Summarizer:
     """
     go_offline()
     try:
+        if settings.backend == "openai-http":
+            # The model runs elsewhere; summarizer.model is not read, and there are no weights here
+            # to hash.
+            from summarizer.openai_http import OpenAIHTTPSummarizer
+
+            return OpenAIHTTPSummarizer(settings)
         model_dir, summarizer = _load(settings)
         return _with_manifest(settings, model_dir, summarizer)
     except SummarizerError:
@@ -58,6 +64,10 @@ def _load(settings: SummarizerSettings) -> tuple[Path, Summarizer]:
         from summarizer.extractive import ExtractiveSummarizer
 
         return model_dir, ExtractiveSummarizer(settings, model_dir, name=model_dir.name)
+    if is_causal_config(config):
+        from summarizer.causal import CausalLMSummarizer
+
+        return model_dir, CausalLMSummarizer(settings, model_dir)
     from summarizer.abstractive import Seq2SeqSummarizer
 
     return model_dir, Seq2SeqSummarizer(settings, model_dir)

@@ -10,23 +10,75 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+DEFAULT_SYSTEM_PROMPT = (
+    "You are a careful editor. You write faithful, concise summaries and add nothing that the"
+    " document does not say."
+)
+DEFAULT_USER_PROMPT = (
+    "Summarize the following document in about {max_words} words. Write the summary in {language}."
+    " Reply with the summary only.\n\n{text}"
+)
+
 
 class _Section(BaseModel):
     # Like every settings section: a misspelled key is an error, not a silently kept default.
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
 
+class PromptSettings(_Section):
+    system: str = Field(
+        default=DEFAULT_SYSTEM_PROMPT,
+        description="System message of instruct models; may use {max_words} and {language}.",
+    )
+    user: str = Field(
+        default=DEFAULT_USER_PROMPT,
+        description="User message of instruct models: must contain {text}; may use {max_words} and"
+        " {language} (the document's language, detected).",
+    )
+
+
+class OpenAISettings(_Section):
+    base_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="Root of an OpenAI-compatible server (backend openai-http); /v1/chat/completions is"
+        " appended.",
+    )
+    model: str = Field(default="", description="Model name sent with each request (backend openai-http).")
+    api_key_env: str = Field(
+        default="",
+        description="Name of the environment variable holding the API key, read at load; empty: no key.",
+    )
+    max_concurrency: int = Field(default=4, ge=1, le=256, description="Requests in flight at once.")
+    timeout_s: float = Field(default=120.0, gt=0, description="Time limit of one request.")
+    tokenizer_dir: str = Field(
+        default="",
+        description="Local tokenizer directory of the served model for token counts; empty: estimated"
+        " from words (4 tokens per 3 words).",
+    )
+
+
 class SummarizerSettings(_Section):
     model: str = Field(
         default="minilm",
-        description="'minilm' (the bundled extractive default) or a local directory with a seq2seq model.",
+        description="'minilm' (the bundled extractive default) or a local directory with a seq2seq model or"
+        " a decoder-only instruct model (with a chat template).",
     )
     backend: Literal[
-        "auto", "onnx-int8", "onnx-fp32", "torch-fp32", "torch-int8", "torch-fp16", "torch-bf16"
+        "auto",
+        "onnx-int8",
+        "onnx-fp32",
+        "torch-fp32",
+        "torch-int8",
+        "torch-fp16",
+        "torch-bf16",
+        "torch-8bit",
+        "torch-4bit",
+        "openai-http",
     ] = Field(
         default="auto",
-        description="Inference runtime and precision; auto: onnx-int8 (minilm) or torch-int8 (seq2seq) on CPU,"
-        " torch-fp16 on CUDA.",
+        description="Inference runtime and precision; auto: onnx-int8 (minilm) or torch-int8 (seq2seq,"
+        " instruct) on CPU, torch-fp16 on CUDA. torch-8bit/torch-4bit: bitsandbytes on CUDA;"
+        " openai-http: a remote OpenAI-compatible server (see openai).",
     )
     device: Literal["auto", "cpu", "cuda"] = Field(
         default="auto", description="auto uses CUDA when torch sees a device, else the CPU."
@@ -42,9 +94,20 @@ class SummarizerSettings(_Section):
         default=64, ge=0, description="Tokens each chunk of a long document repeats from the previous one."
     )
     default_max_words: int = Field(
-        default=100, ge=1, le=5_000, description="Extractive summary budget when a request names none."
+        default=100,
+        ge=1,
+        le=5_000,
+        description="Extractive summary budget, and the length instruct models are asked for, when a request"
+        " names none.",
     )
     default_max_new_tokens: int = Field(
         default=128, ge=1, le=1_024, description="Abstractive summary length when a request names none."
     )
     num_threads: int = Field(default=0, ge=0, description="Inference threads; 0 lets the runtime decide.")
+    prompt: PromptSettings = Field(default_factory=PromptSettings)
+    adapters: dict[str, str] = Field(
+        default_factory=dict,
+        description="LoRA adapters of an instruct model: name -> local adapter directory; requests pick one"
+        " with params.adapter.",
+    )
+    openai: OpenAISettings = Field(default_factory=OpenAISettings)

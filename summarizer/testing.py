@@ -12,6 +12,8 @@ Examples::
 
     fake = FakeSummarizer()                                   # instant, extractive parameters
     fake = FakeSummarizer(kind="abstractive")                 # accepts max_new_tokens, num_beams, ...
+    fake = FakeSummarizer(kind="causal", adapters={"legal": "ab" * 32})
+        # instruct-model params (temperature, stop, adapter, ...); results name their adapter
     fake = FakeSummarizer(failures={"POISON": InvalidDocumentError("bad input")})
         # any document containing "POISON" gets that error entry; the others succeed
     fake = FakeSummarizer(failures={"FLAKY": SummarizerUnavailableError("try later")}, fail_times=1)
@@ -26,13 +28,21 @@ After a run, ``fake.calls`` holds the documents of each ``summarize_batch`` call
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
-from summarizer.errors import CanceledError, InvalidDocumentError, OutOfMemoryError, SummarizerError
+from summarizer.errors import (
+    CanceledError,
+    InvalidDocumentError,
+    InvalidParamsError,
+    OutOfMemoryError,
+    SummarizerError,
+)
 from summarizer.language import detect_language
 from summarizer.types import (
     CancelCheck,
@@ -61,6 +71,7 @@ class FakeSummarizer(Summarizer):
             progress, cancellation and ``SummaryResult.chunks``.
         oom_over_docs: raise :class:`OutOfMemoryError` when a call has more documents than this.
         default_max_words / default_max_new_tokens: defaults filled by ``validate_params``.
+        adapters: name -> SHA-256 of the LoRA adapters a ``"causal"`` fake accepts in ``params.adapter``.
     """
 
     def __init__(
@@ -74,6 +85,7 @@ class FakeSummarizer(Summarizer):
         oom_over_docs: int | None = None,
         default_max_words: int = 100,
         default_max_new_tokens: int = 128,
+        adapters: Mapping[str, str] | None = None,
     ) -> None:
         self.kind: Kind = kind
         self.info = ModelInfo(
@@ -89,17 +101,25 @@ class FakeSummarizer(Summarizer):
         self.sleep_per_chunk_s = sleep_per_chunk_s
         self.words_per_chunk = max(1, words_per_chunk)
         self.oom_over_docs = oom_over_docs
-        self.defaults: dict[str, Any] = (
-            {"max_words": default_max_words}
-            if kind == "extractive"
-            else {"max_new_tokens": default_max_new_tokens}
-        )
+        self.defaults: dict[str, Any] = {
+            "extractive": {"max_words": default_max_words},
+            "abstractive": {"max_new_tokens": default_max_new_tokens},
+            "causal": {"max_new_tokens": default_max_new_tokens, "max_words": default_max_words},
+        }[kind]
+        self._adapters = dict(adapters or {})
         self.calls: list[list[str]] = []
         self.progress: list[tuple[int, int, int]] = []
         self._lock = threading.Lock()
 
+    @property
+    def adapters(self) -> Mapping[str, str]:
+        return MappingProxyType(self._adapters)
+
     def validate_params(self, params: Mapping[str, Any] | None) -> SummaryParams:
-        return parse_params(params, kind=self.kind, model_name=self.info.name, defaults=self.defaults)
+        validated = parse_params(params, kind=self.kind, model_name=self.info.name, defaults=self.defaults)
+        if validated.adapter is not None and validated.adapter not in self._adapters:
+            raise InvalidParamsError(f"parameter 'adapter': unknown adapter {validated.adapter!r}")
+        return validated
 
     def count_tokens(self, text: str) -> int:
         """About 4/3 tokens a word, like BPE vocabularies on English prose."""
@@ -162,9 +182,14 @@ class FakeSummarizer(Summarizer):
         limit = params.max_words if self.kind == "extractive" else params.max_new_tokens
         summary = " ".join(words[: limit or len(words)])
         elapsed = time.perf_counter() - began
+        model = self.info
+        if params.adapter is not None:
+            model = dataclasses.replace(
+                model, adapter=params.adapter, adapter_sha256=self._adapters[params.adapter]
+            )
         return SummaryResult(
             summary=summary,
-            model=self.info,
+            model=model,
             timings={"generate_s": elapsed, "total_s": elapsed},
             chunks=chunks,
             input_tokens=self.count_tokens(doc),

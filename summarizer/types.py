@@ -7,20 +7,39 @@ import functools
 import importlib.metadata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from summarizer.errors import InvalidParamsError, SummarizerError
 from summarizer.manifest import ManifestCheck
 
-Kind = Literal["extractive", "abstractive"]
+Kind = Literal["extractive", "abstractive", "causal"]
 
-#: Parameters each model family understands; a key of the other family is refused by name.
+#: Parameters each model family understands; a key of another family is refused by name.
 EXTRACTIVE_PARAMS = frozenset({"max_words", "max_sentences"})
 ABSTRACTIVE_PARAMS = frozenset(
     {"max_new_tokens", "min_length", "num_beams", "no_repeat_ngram_size", "length_penalty"}
 )
+#: Instruct (decoder-only) models: the summary's length is asked for in words and bounded in tokens.
+CAUSAL_PARAMS = frozenset(
+    {"max_new_tokens", "max_words", "temperature", "top_p", "repetition_penalty", "stop", "adapter"}
+)
+FAMILY_PARAMS: dict[str, frozenset[str]] = {
+    "extractive": EXTRACTIVE_PARAMS,
+    "abstractive": ABSTRACTIVE_PARAMS,
+    "causal": CAUSAL_PARAMS,
+}
+MAX_STOP_STRINGS = 4
+StopString = Annotated[str, StringConstraints(min_length=1, max_length=32)]
 
 ProgressCallback = Callable[[int, int, int], None]
 CancelCheck = Callable[[int], bool]
@@ -49,6 +68,9 @@ class ModelInfo:
     quantization: str
     kind: Kind
     device: str
+    #: The LoRA adapter a summary was written with and the SHA-256 of its files; None without one.
+    adapter: str | None = None
+    adapter_sha256: str | None = None
     engine_version: str = field(init=False)
     #: Digest of the manifest of every file the model was loaded from (summarizer.manifest); empty
     #: when no manifest was taken (test doubles).
@@ -60,7 +82,8 @@ class ModelInfo:
         object.__setattr__(self, "engine_version", version)
 
     def as_dict(self) -> dict[str, str]:
-        return {key: str(value) for key, value in asdict(self).items()}
+        # Unset adapter fields are left out, so results of adapter-less models keep their old shape.
+        return {key: str(value) for key, value in asdict(self).items() if value is not None}
 
 
 @dataclass
@@ -94,6 +117,26 @@ class SummaryParams(BaseModel):
     num_beams: int | None = Field(default=None, ge=1, le=8, description="Beam search width.")
     no_repeat_ngram_size: int | None = Field(default=None, ge=0, le=10, description="Blocked n-gram size.")
     length_penalty: float | None = Field(default=None, ge=0, le=5, description="Beam length exponent.")
+    # causal (instruct models); max_new_tokens and max_words above apply too
+    temperature: float | None = Field(
+        default=None, ge=0, le=2, description="Sampling temperature; 0 is greedy (reproducible)."
+    )
+    top_p: float | None = Field(default=None, gt=0, le=1, description="Nucleus sampling mass.")
+    repetition_penalty: float | None = Field(
+        default=None, ge=1, le=2, description="Penalty on tokens already in the prompt or the answer."
+    )
+    stop: tuple[StopString, ...] | None = Field(
+        default=None, max_length=MAX_STOP_STRINGS, description="Strings that end the summary (cut)."
+    )
+    adapter: str | None = Field(
+        default=None, min_length=1, max_length=64, description="LoRA adapter to summarize with."
+    )
+
+    @field_validator("stop", mode="before")
+    @classmethod
+    def _stop_from_json(cls, value: Any) -> Any:
+        # JSON has lists; a tuple keeps the frozen params hashable.
+        return tuple(value) if isinstance(value, list) else value
 
     @model_validator(mode="after")
     def _min_below_max(self) -> SummaryParams:
@@ -114,22 +157,19 @@ def parse_params(
         params = {}
     if not isinstance(params, Mapping):
         raise InvalidParamsError(f"params must be a JSON object, not {type(params).__name__}")
-    own, other = (
-        (EXTRACTIVE_PARAMS, ABSTRACTIVE_PARAMS)
-        if kind == "extractive"
-        else (ABSTRACTIVE_PARAMS, EXTRACTIVE_PARAMS)
-    )
+    own = FAMILY_PARAMS[kind]
     for key in params:
-        if key in other:
-            other_kind = "abstractive" if kind == "extractive" else "extractive"
+        if key in own:
+            continue
+        other_kind = next((name for name, keys in FAMILY_PARAMS.items() if key in keys), None)
+        if other_kind is not None:
             raise InvalidParamsError(
                 f"parameter '{key}' applies to {other_kind} models; the model '{model_name}' is {kind}"
                 f" and accepts {', '.join(sorted(own))}"
             )
-        if key not in own:
-            raise InvalidParamsError(
-                f"unknown parameter '{key}'; the model '{model_name}' accepts {', '.join(sorted(own))}"
-            )
+        raise InvalidParamsError(
+            f"unknown parameter '{key}'; the model '{model_name}' accepts {', '.join(sorted(own))}"
+        )
     merged = {**{k: v for k, v in defaults.items() if k not in params}, **params}
     try:
         return SummaryParams.model_validate(merged)
@@ -146,6 +186,11 @@ class Summarizer(abc.ABC):
     info: ModelInfo
     #: The files the model came from against their manifest; set by :func:`load_summarizer`.
     manifest: ManifestCheck | None = None
+
+    @property
+    def adapters(self) -> Mapping[str, str]:
+        """LoRA adapters this model can summarize with: name -> SHA-256 of the adapter's files."""
+        return {}
 
     @abc.abstractmethod
     def validate_params(self, params: Mapping[str, Any] | None) -> SummaryParams:
