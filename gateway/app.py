@@ -22,6 +22,7 @@ from gateway.endpoints import router as endpoints_router
 from gateway.errors import ERROR_RESPONSES, GatewayConfigError, install_error_handlers, retry_after_headers
 from gateway.microbatch import MicroBatcher
 from gateway.observability import install_metrics
+from gateway.result_cache import router as result_cache_router
 from gateway.routes import router
 from gateway.state import GatewayState
 from gateway.submit import GroupCommitter
@@ -166,6 +167,7 @@ def create_app(settings: Settings, *, summarizer_factory: SummarizerFactory | No
     # The upload route parses its own body (gateway.multipart), with batches.max_files as its limit.
     app.include_router(batches_router, responses=ERROR_RESPONSES)
     app.include_router(endpoints_router, responses=ERROR_RESPONSES)
+    app.include_router(result_cache_router, responses=ERROR_RESPONSES)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> JSONResponse:

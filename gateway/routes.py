@@ -11,6 +11,7 @@ from fastapi import APIRouter, Header, Query, Response
 from sqlalchemy.exc import IntegrityError
 
 from common.metrics import JOBS, SUBMISSIONS
+from gateway import result_cache
 from gateway.deps import StateDep, TenantDep
 from gateway.errors import DEADLINE_RESPONSE, PayloadTooLargeError
 from gateway.ids import DeliveryId, JobId
@@ -20,10 +21,11 @@ from gateway.webhooks import resolve_webhook
 from schema.api import SummaryJobCreate, SummaryJobList, SummaryJobPublic, job_to_public
 from schema.models import JobStatus, Route, utcnow
 from schema.storable import json_size
-from schema.store import deliveries, jobs
+from schema.store import cache, deliveries, jobs, usage
+from schema.store.cache import CacheEntry
 from schema.store.errors import IdempotencyConflictError
 from schema.store.records import JobRecord
-from summarizer import Summarizer
+from summarizer import Summarizer, SummaryResult
 
 router = APIRouter(prefix="/v1", tags=["summaries"])
 
@@ -90,14 +92,23 @@ def _job_response(job: JobRecord) -> Response:
     )
 
 
-async def _store(state: GatewayState, job: JobRecord) -> None:
+def _insert_with_entry(
+    conn: Any, job: JobRecord, entry: CacheEntry | None, *, topic_for: dict[str, str]
+) -> list[str]:
+    delivery_ids = jobs.insert_jobs(conn, [job], topic_for=topic_for)
+    if entry is not None:
+        cache.put(conn, [entry])
+    return delivery_ids
+
+
+async def _store(state: GatewayState, job: JobRecord, entry: CacheEntry | None = None) -> None:
     needs_event = job.status != JobStatus.QUEUED.value and bool(job.webhook_url or job.email)
     if job.idempotency_key is None and not needs_event:
-        await state.committer.insert(job)
+        await state.committer.insert(job, entry)
         return
     # Rare paths (idempotent or notifying submits) take their own transaction so that a
     # uniqueness conflict or the event rows never touch the neighbours of a group commit.
-    await state.write(jobs.insert_jobs, [job], topic_for=state.topic_for)
+    await state.write(_insert_with_entry, job, entry, topic_for=state.topic_for)
 
 
 @router.post(
@@ -136,18 +147,30 @@ async def create_summary(
     # Read once: the loader may finish between two reads, and this request must use one view of it.
     summarizer, batcher = state.summarizer, state.batcher
     model = summarizer if batcher is not None else None
-    params = model.validate_params(body.params) if model is not None else state.validate_params(body.params)
+    engine_params, cache_options = cache.split_params(body.params)
+    params = (
+        model.validate_params(engine_params) if model is not None else state.validate_params(engine_params)
+    )
+    params_dump = params.model_dump(exclude_none=True)
     webhook = await resolve_webhook(
         state,
         tenant,
         body.webhook.url if body.webhook else None,
         body.webhook.secret if body.webhook else None,
     )
-    route, tokens = _choose_route(state, model, body)
+    hit = await result_cache.lookup(
+        state, model, tenant=tenant, text=body.text, params=params_dump, options=cache_options
+    )
+    # A hit is answered at once whatever the length; "async" keeps its 202 and Location.
+    route, tokens = (
+        ((Route.ASYNC if body.mode == "async" else Route.SYNC), 0)
+        if hit is not None
+        else _choose_route(state, model, body)
+    )
     columns: dict[str, Any] = {
         "route": route.value,
         "input_tokens": tokens,
-        "params": params.model_dump(exclude_none=True),
+        "params": {**params_dump, **cache.options_params(cache_options)},
         "metadata": body.metadata,
         "idempotency_key": idempotency_key,
         "request_hash": request_hash,
@@ -155,7 +178,11 @@ async def create_summary(
         "webhook_secret": webhook[1],
         "email": str(body.email) if body.email else None,
     }
-    if route is Route.SYNC:
+    entry: CacheEntry | None = None
+    result: SummaryResult | None = None
+    if hit is not None:
+        columns.update(cache.hit_columns(hit))
+    elif route is Route.SYNC:
         assert batcher is not None  # noqa: S101 - _choose_route picks sync only with a running batcher
         gateway = settings.gateway
         timeout_s = min(body.timeout_s or gateway.request_timeout_s, gateway.max_request_timeout_s)
@@ -176,8 +203,13 @@ async def create_summary(
             finished_at=utcnow(),
         )
     job = jobs.new_job(tenant=tenant, text=body.text, **columns)
+    if result is not None and result_cache.enabled(state, cache_options):
+        entry = result_cache.entry_for(state, job, body.text, params_dump, result)
     try:
-        await _store(state, job)
+        if hit is not None:
+            await state.write(result_cache.insert_hit, job, hit.entry.key, topic_for=state.topic_for)
+        else:
+            await _store(state, job, entry)
     except IntegrityError:
         if idempotency_key is None or request_hash is None:
             raise
@@ -187,6 +219,8 @@ async def create_summary(
         return _replay(existing, request_hash)
     SUBMISSIONS.labels(route=job.route).inc()
     JOBS.labels(status=job.status, route=job.route).inc()
+    if job.is_final:
+        usage.count(job, usage.of_job(job))
     return _job_response(job)
 
 

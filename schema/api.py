@@ -102,6 +102,13 @@ class SummaryJobPublic(BaseModel):
     batch_id: str | None = None
     custom_id: str | None = None
     attempts: int = 0
+    cached: bool = Field(default=False, description="Answered from the result cache, not by the engine.")
+    cache_hit_of: str | None = Field(
+        default=None, description="The job whose summary a cached answer reuses."
+    )
+    similarity: float | None = Field(
+        default=None, description="1.0 for an exact cache hit; below for a near duplicate (SimHash)."
+    )
 
 
 class SummaryJobList(BaseModel):
@@ -146,4 +153,7 @@ def job_to_public(job: JobRecord) -> SummaryJobPublic:
         batch_id=job.batch_id,
         custom_id=job.custom_id,
         attempts=job.attempts or 0,
+        cached=bool(job.cached),
+        cache_hit_of=job.cache_hit_of,
+        similarity=job.similarity,
     )

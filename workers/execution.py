@@ -18,8 +18,11 @@ from dataclasses import dataclass, field
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
+from common.simhash import similarity as sh_similarity
 from schema.models import JobStatus, utcnow
-from schema.store import batches, jobs
+from schema.settings import CacheSettings
+from schema.store import batches, cache, jobs, usage
+from schema.store.cache import CacheEntry, CacheOptions
 from schema.store.jobs import Finished, Outcome
 from schema.store.records import JobRecord
 from summarizer import Summarizer, SummaryParams, SummaryResult
@@ -126,9 +129,24 @@ class _Heartbeat:
 class _Runnable:
     job: JobRecord
     params: SummaryParams
+    options: CacheOptions = field(default_factory=CacheOptions)
 
 
-Result = SummaryResult | SummarizerError
+@dataclass(frozen=True)
+class _Reused:
+    """A summary taken from another job: a cache entry, or a duplicate earlier in the same batch."""
+
+    summary: str
+    language: str | None
+    model: dict[str, str]
+    input_tokens: int
+    chunks: int
+    output_units: int
+    source_job_id: str
+    similarity: float
+
+
+Result = SummaryResult | SummarizerError | _Reused
 
 
 class JobExecutor:
@@ -140,17 +158,26 @@ class JobExecutor:
         policy: RetryPolicy,
         topic_for: Mapping[str, str],
         heartbeat_s: float = 30.0,
+        cache_rules: CacheSettings | None = None,
     ) -> None:
         self.engine = engine
         self.summarizer = summarizer
         self.policy = policy
         self.topic_for = dict(topic_for)
         self.heartbeat_s = heartbeat_s
+        # None: the result cache is off (neither read nor written by this worker).
+        self.cache_rules = cache_rules if cache_rules is None or cache_rules.enabled else None
 
     def run(self, job_ids: Sequence[str]) -> BatchOutcome:
         outcome = BatchOutcome()
         runnable, invalid = self._claim(job_ids, outcome)
         results: list[tuple[JobRecord, Result]] = list(invalid)
+        entries: dict[str, CacheEntry] = {}
+        if runnable and self.cache_rules is not None:
+            runnable, reused, followers = self._reuse(runnable)
+            results += reused
+        else:
+            followers = {}
         if runnable:
             now = utcnow()
             outcome.queue_wait_s = [max(0.0, (now - r.job.created_at).total_seconds()) for r in runnable]
@@ -164,9 +191,162 @@ class JobExecutor:
             outcome.documents = len(runnable)
             outcome.tokens = sum(r.input_tokens for r in summarized if isinstance(r, SummaryResult))
             results += [(r.job, result) for r, result in zip(runnable, summarized, strict=True)]
+            for leader, result in zip(runnable, summarized, strict=True):
+                if isinstance(result, SummaryResult):
+                    if self.cache_rules is not None and leader.options.cache:
+                        entries[leader.job.id] = self._entry(leader, result)
+                    reused_result: Result = result
+                else:
+                    reused_result = result
+                for follower, similarity in followers.get(leader.job.id, []):
+                    if isinstance(result, SummaryResult):
+                        reused_result = self._reused_from(leader.job.id, result, similarity)
+                    results.append((follower.job, reused_result))
         if results:
-            self._store(results, outcome)
+            self._store(results, outcome, entries)
         return outcome
+
+    # -- reuse ------------------------------------------------------------------------------
+
+    def _key(self, r: _Runnable) -> str:
+        assert self.cache_rules is not None  # noqa: S101 - only called with the cache on
+        return cache.cache_key(
+            scope=cache.scope_for(r.job.tenant, self.cache_rules.scope),
+            text=r.job.input_text,
+            params=r.params.model_dump(exclude_none=True),
+            model=self.summarizer.info.as_dict(),
+        )
+
+    def _entry(self, r: _Runnable, result: SummaryResult) -> CacheEntry:
+        assert self.cache_rules is not None  # noqa: S101 - only called with the cache on
+        return cache.new_entry(
+            tenant=r.job.tenant,
+            scope=cache.scope_for(r.job.tenant, self.cache_rules.scope),
+            text=r.job.input_text,
+            params=r.params.model_dump(exclude_none=True),
+            model=result.model.as_dict(),
+            job_id=r.job.id,
+            summary=result.summary,
+            language=result.language,
+            input_tokens=result.input_tokens,
+            output_units=self._output_units(result),
+            chunks=result.chunks,
+            fingerprint=cache.fingerprint(r.job.input_text, self.cache_rules),
+        )
+
+    def _output_units(self, result: SummaryResult) -> int:
+        """Tokens an abstractive model wrote (its own tokenizer counts them), words of an extract."""
+        if result.model.kind == "abstractive":
+            return self.summarizer.count_tokens(result.summary)
+        return usage.output_units(result.summary)
+
+    def _reused_from(self, source_id: str, result: SummaryResult, similarity: float) -> _Reused:
+        return _Reused(
+            summary=result.summary,
+            language=result.language,
+            model=result.model.as_dict(),
+            input_tokens=result.input_tokens,
+            chunks=result.chunks,
+            output_units=self._output_units(result),
+            source_job_id=source_id,
+            similarity=similarity,
+        )
+
+    def _reuse(
+        self, runnable: Sequence[_Runnable]
+    ) -> tuple[list[_Runnable], list[tuple[JobRecord, Result]], dict[str, list[tuple[_Runnable, float]]]]:
+        """Split the batch into jobs the cache answers, duplicates of another job in the batch
+        (they take its result once it has one), and the leaders the engine must run."""
+        rules = self.cache_rules
+        assert rules is not None  # noqa: S101 - only called with the cache on
+        model = self.summarizer.info.as_dict()
+        keys = {r.job.id: self._key(r) for r in runnable if r.options.cache}
+        with self.engine.connect() as conn:
+            found = cache.get_many(conn, list(keys.values()), ttl_s=rules.ttl_s)
+            hits: dict[str, cache.Hit] = {}
+            for r in runnable:
+                key = keys.get(r.job.id)
+                if key is None:
+                    continue
+                if key in found:
+                    hits[r.job.id] = cache.Hit(found[key], 1.0)
+                elif r.options.near_duplicates:
+                    hit = cache.find(
+                        conn,
+                        scope=cache.scope_for(r.job.tenant, rules.scope),
+                        text=r.job.input_text,
+                        params=r.params.model_dump(exclude_none=True),
+                        model=model,
+                        near_duplicates=True,
+                        rules=rules,
+                    )
+                    if hit is not None:
+                        hits[r.job.id] = hit
+        reused: list[tuple[JobRecord, Result]] = []
+        leaders: list[_Runnable] = []
+        followers: dict[str, list[tuple[_Runnable, float]]] = {}
+        leader_by_key: dict[str, _Runnable] = {}
+        prints: dict[str, int] = {}
+        for r in runnable:
+            hit = hits.get(r.job.id)
+            if hit is not None:
+                entry = hit.entry
+                reused.append(
+                    (
+                        r.job,
+                        _Reused(
+                            summary=entry.summary,
+                            language=entry.language,
+                            model=entry.model,
+                            input_tokens=entry.input_tokens,
+                            chunks=entry.chunks,
+                            output_units=entry.output_units,
+                            source_job_id=entry.job_id,
+                            similarity=hit.similarity,
+                        ),
+                    )
+                )
+                continue
+            key = keys.get(r.job.id)
+            if key is None:
+                leaders.append(r)
+                continue
+            leader = leader_by_key.get(key)
+            if leader is not None:
+                followers.setdefault(leader.job.id, []).append((r, 1.0))
+                continue
+            if r.options.near_duplicates:
+                own = cache.fingerprint(r.job.input_text, rules)
+                near = self._near_leader(r, own, leaders, prints)
+                if near is not None:
+                    leader, similarity = near
+                    followers.setdefault(leader.job.id, []).append((r, similarity))
+                    continue
+            leader_by_key[key] = r
+            leaders.append(r)
+        return leaders, reused, followers
+
+    def _near_leader(
+        self, r: _Runnable, own: int, leaders: Sequence[_Runnable], prints: dict[str, int]
+    ) -> tuple[_Runnable, float] | None:
+        """A leader earlier in the batch that ``r`` nearly duplicates (same tenant scope and params)."""
+        rules = self.cache_rules
+        assert rules is not None  # noqa: S101 - only called with the cache on
+        scope = cache.scope_for(r.job.tenant, rules.scope)
+        params = r.params.model_dump(exclude_none=True)
+        for leader in leaders:
+            if (
+                not leader.options.cache
+                or cache.scope_for(leader.job.tenant, rules.scope) != scope
+                or leader.params.model_dump(exclude_none=True) != params
+            ):
+                continue
+            theirs = prints.get(leader.job.id)
+            if theirs is None:
+                theirs = prints[leader.job.id] = cache.fingerprint(leader.job.input_text, rules)
+            if cache.is_near_duplicate(r.job.input_text, leader.job.input_text, own, theirs, rules):
+                return leader, sh_similarity(own, theirs)
+        return None
 
     # -- claiming ---------------------------------------------------------------------------
 
@@ -184,7 +364,8 @@ class JobExecutor:
         invalid: list[tuple[JobRecord, Result]] = []
         for job in claimed.running:
             try:
-                runnable.append(_Runnable(job, self.summarizer.validate_params(job.params or {})))
+                engine_params, options = cache.split_params(job.params)
+                runnable.append(_Runnable(job, self.summarizer.validate_params(engine_params), options))
             except SummarizerError as exc:
                 invalid.append((job, exc))
         return runnable, invalid
@@ -217,7 +398,12 @@ class JobExecutor:
 
     # -- storing ----------------------------------------------------------------------------
 
-    def _store(self, results: Sequence[tuple[JobRecord, Result]], outcome: BatchOutcome) -> None:
+    def _store(
+        self,
+        results: Sequence[tuple[JobRecord, Result]],
+        outcome: BatchOutcome,
+        entries: Mapping[str, CacheEntry] | None = None,
+    ) -> None:
         """Every result of the batch in one transaction.
 
         When the database is away this raises at once: the consumer then leaves the offsets
@@ -225,18 +411,29 @@ class JobExecutor:
         again (their claims count towards ``max_claims``).
         """
         staged = BatchOutcome()
+        counted: list[tuple[JobRecord, int | None]] = []
         try:
             with self.engine.begin() as conn:
                 ended: list[JobRecord] = []
+                written: list[CacheEntry] = []
                 for job, result in results:
                     finished = self._store_one(conn, job, result, staged)
                     if finished is not None:
                         ended.append(finished.job)
+                        counted.append((finished.job, self._output_of(result)))
+                        entry = (entries or {}).get(job.id)
+                        if entry is not None and finished.job.status == JobStatus.SUCCEEDED.value:
+                            written.append(entry)
+                # In the transaction that stores the results: an entry never names a job that
+                # did not end, nor does a job end without its entry.
+                cache.put(conn, written)
                 self._close_batches(conn, ended, staged)
         except DBAPIError as exc:
             raise StorageUnavailableError(
                 f"could not store the results of {len(results)} jobs: {exc}"
             ) from exc
+        for job, output in counted:
+            usage.count(job, usage.of_job(job, output=output))
         outcome.succeeded += staged.succeeded
         outcome.failed += staged.failed
         outcome.canceled += staged.canceled
@@ -246,10 +443,30 @@ class JobExecutor:
         outcome.batches_completed += staged.batches_completed
         outcome.failure_codes += staged.failure_codes
 
+    def _output_of(self, result: Result) -> int | None:
+        if isinstance(result, _Reused):
+            return result.output_units
+        if isinstance(result, SummaryResult):
+            return self._output_units(result)
+        return None
+
     def _store_one(
         self, conn: Connection, job: JobRecord, result: Result, staged: BatchOutcome
     ) -> Finished | None:
-        if isinstance(result, SummaryResult):
+        if isinstance(result, _Reused):
+            final = Outcome(
+                JobStatus.SUCCEEDED,
+                summary=result.summary,
+                language=result.language,
+                model=result.model,
+                timings={"total_s": 0.0},
+                input_tokens=result.input_tokens,
+                chunks=result.chunks,
+                output_units=result.output_units,
+                cache_hit_of=result.source_job_id,
+                similarity=result.similarity,
+            )
+        elif isinstance(result, SummaryResult):
             final = Outcome(
                 JobStatus.SUCCEEDED,
                 summary=result.summary,
@@ -258,6 +475,7 @@ class JobExecutor:
                 timings=result.timings,
                 input_tokens=result.input_tokens,
                 chunks=result.chunks,
+                output_units=self._output_units(result),
             )
         elif result.code == "canceled":
             final = Outcome(JobStatus.CANCELED, error_code="canceled", error_message=result.message)

@@ -62,6 +62,9 @@ class JobRecord(_Record):
     updated_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    cached: bool = False
+    cache_hit_of: str | None = None
+    similarity: float | None = None
 
     @property
     def is_final(self) -> bool:
