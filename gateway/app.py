@@ -22,10 +22,12 @@ from gateway.endpoints import router as endpoints_router
 from gateway.errors import ERROR_RESPONSES, GatewayConfigError, install_error_handlers, retry_after_headers
 from gateway.microbatch import MicroBatcher
 from gateway.observability import install_metrics
+from gateway.ratelimit import QuotaGuard
 from gateway.result_cache import router as result_cache_router
 from gateway.routes import router
 from gateway.state import GatewayState
 from gateway.submit import GroupCommitter
+from gateway.usage_routes import router as usage_router
 from schema.db import make_async_engine
 from schema.settings import BatchUploadSettings, Settings
 from summarizer import Summarizer, SummarizerError, SummaryParams, load_summarizer
@@ -129,6 +131,7 @@ def create_app(settings: Settings, *, summarizer_factory: SummarizerFactory | No
         state = GatewayState(
             settings=settings, engine=engine, committer=committer, auth=auth, endpoints=EndpointCache(engine)
         )
+        state.quotas = QuotaGuard(engine)
         app.state.gateway = state
         try:
             # Before serving, and in a moment (no weights): async submissions and uploads need only
@@ -168,6 +171,7 @@ def create_app(settings: Settings, *, summarizer_factory: SummarizerFactory | No
     app.include_router(batches_router, responses=ERROR_RESPONSES)
     app.include_router(endpoints_router, responses=ERROR_RESPONSES)
     app.include_router(result_cache_router, responses=ERROR_RESPONSES)
+    app.include_router(usage_router, responses=ERROR_RESPONSES)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> JSONResponse:

@@ -23,7 +23,7 @@ from schema.api import BatchCounts, BatchPublic, WebhookTarget
 from schema.models import Lane
 from schema.settings import BatchUploadSettings, Settings
 from schema.storable import json_problem, json_size
-from schema.store import batches, jobs
+from schema.store import batches, cache, jobs
 from schema.store.records import BatchCounts as StoredCounts
 from schema.store.records import BatchRecord
 from summarizer import SummarizerError
@@ -104,6 +104,8 @@ def _read_documents(form: UploadForm, limits: BatchUploadSettings) -> list[Docum
 )
 async def create_batch(request: Request, state: StateDep, tenant: TenantDep) -> JSONResponse:
     settings = state.settings
+    if state.quotas is not None:
+        await state.quotas.admit(tenant)
     # Read here, after the key was checked, rather than by FastAPI before it: an unauthenticated
     # upload is refused before its body is read at all.
     form = await parse_upload_form(
@@ -145,12 +147,17 @@ async def create_batch(request: Request, state: StateDep, tenant: TenantDep) -> 
     validated = []
     for document in documents:
         try:
+            # Cache options (per batch or per document) stay with the job; the engine never sees them.
+            engine_params, options = cache.split_params({**shared_params, **document.params})
             # The settings' rules while the model loads: uploads are queued work and need no model here.
-            merged = state.validate_params({**shared_params, **document.params})
+            merged = state.validate_params(engine_params)
         except SummarizerError as exc:
             raise InvalidRequestError(f"{document.custom_id}: {exc.message}", code=exc.code) from exc
-        validated.append(merged.model_dump(exclude_none=True))
+        validated.append({**merged.model_dump(exclude_none=True), **cache.options_params(options)})
 
+    if state.quotas is not None:
+        # All or nothing: an upload that would pass the queued quota is refused whole.
+        await state.quotas.admit_queue(tenant, len(documents))
     batch = batches.new_batch(
         tenant=tenant,
         total=len(documents),
@@ -236,6 +243,7 @@ async def batch_results(batch_id: BatchId, state: StateDep, tenant: TenantDep) -
                             if result.error_code
                             else None
                         ),
+                        "usage": result.usage,
                     },
                     ensure_ascii=False,
                 )

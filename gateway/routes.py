@@ -130,6 +130,8 @@ async def create_summary(
     ] = None,
 ) -> Response:
     settings = state.settings
+    if state.quotas is not None:
+        await state.quotas.admit(tenant)
     if len(body.text.encode()) > settings.gateway.max_text_bytes:
         raise PayloadTooLargeError(
             f"text is larger than the limit of {settings.gateway.max_text_bytes} bytes"
@@ -167,6 +169,8 @@ async def create_summary(
         if hit is not None
         else _choose_route(state, model, body)
     )
+    if hit is None and route is Route.ASYNC and state.quotas is not None:
+        await state.quotas.admit_queue(tenant, 1)
     columns: dict[str, Any] = {
         "route": route.value,
         "input_tokens": tokens,

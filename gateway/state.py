@@ -14,6 +14,7 @@ from gateway.auth import Authenticator
 from gateway.endpoint_cache import EndpointCache
 from gateway.errors import UnavailableError
 from gateway.microbatch import MicroBatcher
+from gateway.ratelimit import QuotaGuard
 from gateway.submit import GroupCommitter
 from schema.settings import Settings
 from summarizer import Summarizer, SummaryParams
@@ -40,6 +41,8 @@ class GatewayState:
     # (async jobs, batches) is validated with them while the model loads.
     params: ParamsValidator | None = None
     background: set[asyncio.Task[Any]] = field(default_factory=set)
+    # Tenants' quotas; None admits everything (tests that build a state by hand).
+    quotas: QuotaGuard | None = None
 
     @property
     def model_ready(self) -> bool:

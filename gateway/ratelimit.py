@@ -1,0 +1,112 @@
+"""Tenants' quotas on the submit path: request rate, queued and running jobs, tokens a day.
+
+Limits are read from the database through a short TTL cache, so a tenant without limits costs a
+dictionary lookup. The request rate is a token bucket in the database (see
+:mod:`schema.store.quotas`), shared by every gateway replica; the other quotas count rows.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from common.metrics import RATE_LIMITED
+from gateway.cache import TTLCache
+from gateway.errors import RateLimitedError
+from schema.store import quotas
+from schema.store.quotas import TenantLimits
+
+_LIMITS_TTL_S = 5.0
+_DAY_S = 86_400.0
+
+
+class QuotaGuard:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        ttl_s: float = _LIMITS_TTL_S,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._engine = engine
+        self._clock = clock
+        self._limits: TTLCache[str, TenantLimits | None] = TTLCache(ttl_s, clock=monotonic)
+
+    async def limits(self, tenant: str) -> TenantLimits | None:
+        async def load() -> TenantLimits | None:
+            async with self._engine.connect() as conn:
+                return await conn.run_sync(quotas.get_limits, tenant)
+
+        return await self._limits.get(tenant, load)
+
+    def forget(self, tenant: str) -> None:
+        self._limits.forget(tenant)
+
+    async def admit(self, tenant: str) -> None:
+        """Let a request in, or raise RateLimitedError: request rate, running jobs, tokens a day."""
+        limits = await self.limits(tenant)
+        if limits is None:
+            return
+        if limits.rps is not None:
+            await self._take(tenant, limits)
+        if limits.max_running is not None:
+            _queued, running = await self._counts(tenant)
+            if running >= limits.max_running:
+                self._refuse(tenant, "max_running", limits.max_running, 0, 1.0, f"{running} jobs are running")
+        if limits.tokens_per_day is not None:
+            async with self._engine.connect() as conn:
+                used = await conn.run_sync(quotas.tokens_today, tenant)
+            if used >= limits.tokens_per_day:
+                self._refuse(
+                    tenant,
+                    "tokens_per_day",
+                    limits.tokens_per_day,
+                    0,
+                    _DAY_S - self._clock() % _DAY_S,
+                    f"{used} tokens used today (UTC)",
+                )
+
+    async def admit_queue(self, tenant: str, documents: int) -> None:
+        """Refuse, all or nothing, ``documents`` more queued jobs beyond the tenant's quota."""
+        limits = await self.limits(tenant)
+        if limits is None or limits.max_queued is None:
+            return
+        queued, _running = await self._counts(tenant)
+        if queued + documents > limits.max_queued:
+            self._refuse(
+                tenant,
+                "max_queued",
+                limits.max_queued,
+                max(0, limits.max_queued - queued),
+                1.0,
+                f"{queued} documents are queued; {documents} more would pass the quota of {limits.max_queued}",
+            )
+
+    async def _counts(self, tenant: str) -> tuple[int, int]:
+        async with self._engine.connect() as conn:
+            return await conn.run_sync(quotas.open_counts, tenant)
+
+    async def _take(self, tenant: str, limits: TenantLimits) -> None:
+        assert limits.rps is not None  # noqa: S101 - checked by the caller
+        size = limits.bucket_size
+        async with self._engine.begin() as conn:
+            taken = await conn.run_sync(quotas.take, tenant, rps=limits.rps, burst=size, now_s=self._clock())
+        if not taken.allowed:
+            self._refuse(
+                tenant,
+                "rps",
+                size,
+                taken.remaining,
+                taken.retry_after_s,
+                f"over {limits.rps:g} requests a second",
+            )
+
+    @staticmethod
+    def _refuse(tenant: str, kind: str, limit: float, remaining: float, reset_s: float, why: str) -> None:
+        RATE_LIMITED.labels(tenant=tenant, limit=kind).inc()
+        raise RateLimitedError(
+            f"over the tenant's {kind} quota: {why}", limit=limit, remaining=remaining, reset_s=reset_s
+        )
