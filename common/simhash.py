@@ -97,8 +97,10 @@ def same_content(a: str, b: str, *, max_changed_share: float) -> bool:
     changed = changed_words(a, b)
     if not changed:
         return True
-    total = max(len(words(a)), len(words(b)), 1)
-    if len(changed) > max_changed_share * total:
+    left, right = Counter(words(a)), Counter(words(b))
+    # A replaced word is one change, though it leaves one word on each side of the difference.
+    edits = max((left - right).total(), (right - left).total())
+    if edits > max_changed_share * max(left.total(), right.total(), 1):
         return False
     names = _capitalized(a) | _capitalized(b)
     return not any(meaning_may_differ(word, names) for word in changed)

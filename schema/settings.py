@@ -268,7 +268,7 @@ class CacheSettings(_Section):
         description="Entries older than this are not served; 0 serves them as long as they last.",
     )
     near_duplicate_max_distance: int = Field(
-        default=6,
+        default=12,
         ge=0,
         le=32,
         description="Most SimHash bits (of 64) two texts may differ by for params.near_duplicates to reuse a summary.",

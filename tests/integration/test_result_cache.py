@@ -28,6 +28,7 @@ from summarizer.testing import FakeSummarizer
 from summarizer.types import ModelInfo
 from tests.builders import job_values
 from tests.fixtures.gateway import assert_error, make_settings
+from tests.fixtures.near_duplicates import Pair, pairs
 from workers.execution import JobExecutor
 from workers.retry import RetryPolicy
 
@@ -204,3 +205,49 @@ def test_the_worker_runs_a_duplicate_once_and_later_answers_it_from_the_cache(en
         cached_flags = conn.execute(select(usage_table.c.cached)).scalars().all()
     assert entries == 2
     assert sorted(cached_flags) == [False, False, False, True, True]
+
+
+def _long_paragraph_pairs() -> dict[str, Pair]:
+    found: dict[str, Pair] = {}
+    for pair in pairs():
+        if len(pair.original.split()) >= 60 and pair.kind not in found:
+            found[pair.kind] = pair
+    return found
+
+
+def test_near_duplicates_reuse_only_when_asked_and_never_across_a_changed_number(db_url: str) -> None:
+    by_kind = _long_paragraph_pairs()
+    typo, number = by_kind["typo"], by_kind["number"]
+    near = {"near_duplicates": True}
+    with gateway(db_url) as client:
+        source = client.post("/v1/summaries", json={"text": typo.original}).json()
+        reused = client.post("/v1/summaries", json={"text": typo.variant, "params": near}).json()
+        assert reused["cached"] is True
+        assert reused["cache_hit_of"] == source["id"]
+        assert 0.8 < reused["similarity"] <= 1.0
+        assert reused["summary"] == source["summary"]
+        assert reused["params"]["near_duplicates"] is True
+        # Not asked for: the exact key alone, which differs.
+        assert client.post("/v1/summaries", json={"text": typo.variant}).json()["cached"] is False
+        assert client.post("/v1/summaries", json={"text": number.original}).json()["cached"] is False
+        changed = client.post("/v1/summaries", json={"text": number.variant, "params": near}).json()
+        assert changed["cached"] is False
+
+
+def test_the_worker_reuses_a_near_duplicate_in_the_same_batch(engine: Engine) -> None:
+    by_kind = _long_paragraph_pairs()
+    typo, negation = by_kind["typo"], by_kind["negation"]
+    fake = Recording()
+    executor = JobExecutor(engine, fake, policy=POLICY, topic_for=TOPICS, cache_rules=CacheSettings())
+    near = {"near_duplicates": True}
+    ids = [
+        _queue(engine, typo.original, params=near),
+        _queue(engine, typo.variant, params=near),
+        _queue(engine, negation.original, params=near),
+        _queue(engine, negation.variant, params=near),
+    ]
+    executor.run(ids)
+    assert fake.documents == [typo.original, negation.original, negation.variant]
+    follower = _row(engine, ids[1])
+    assert follower["cache_hit_of"] == ids[0] and follower["similarity"] < 1.0
+    assert _row(engine, ids[3])["cached"] is False
