@@ -11,7 +11,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from benchmarks import engine, idle, pipeline, submit, sync, upload
+from benchmarks import cost, engine, idle, pipeline, submit, sync, upload
 
 QUICK: dict[str, list[str]] = {
     "engine": ["--quick"],
@@ -21,6 +21,7 @@ QUICK: dict[str, list[str]] = {
     "idle": ["--duration-s", "10"],
     # Already quick, and smaller uploads would fit under the limit instead of being refused.
     "upload": [],
+    "cost": ["--quick"],
 }
 SUITES: dict[str, Callable[[list[str]], object]] = {
     "engine": engine.main,
@@ -29,6 +30,7 @@ SUITES: dict[str, Callable[[list[str]], object]] = {
     "pipeline": pipeline.main,
     "idle": idle.main,
     "upload": upload.main,
+    "cost": cost.main,
 }
 
 

@@ -20,6 +20,11 @@ from schema.store.quotas import TenantLimits
 
 _LIMITS_TTL_S = 5.0
 _DAY_S = 86_400.0
+# A replica takes up to this many seconds' worth of a tenant's rate from the shared bucket at
+# once, and admits from that allotment without a round trip. Tokens taken are gone from the
+# bucket, so replicas together never pass the limit; unused ones lapse after _ALLOTMENT_S.
+_ALLOTMENT_SHARE_S = 0.05
+_ALLOTMENT_S = 1.0
 
 
 class QuotaGuard:
@@ -33,6 +38,9 @@ class QuotaGuard:
     ) -> None:
         self._engine = engine
         self._clock = clock
+        self._monotonic = monotonic
+        # tenant -> (tokens this replica holds, monotonic time they lapse)
+        self._allotments: dict[str, tuple[float, float]] = {}
         self._limits: TTLCache[str, TenantLimits | None] = TTLCache(ttl_s, clock=monotonic)
 
     async def limits(self, tenant: str) -> TenantLimits | None:
@@ -44,6 +52,7 @@ class QuotaGuard:
 
     def forget(self, tenant: str) -> None:
         self._limits.forget(tenant)
+        self._allotments.pop(tenant, None)
 
     async def admit(self, tenant: str) -> None:
         """Let a request in, or raise RateLimitedError: request rate, running jobs, tokens a day."""
@@ -92,8 +101,25 @@ class QuotaGuard:
     async def _take(self, tenant: str, limits: TenantLimits) -> None:
         assert limits.rps is not None  # noqa: S101 - checked by the caller
         size = limits.bucket_size
-        async with self._engine.begin() as conn:
-            taken = await conn.run_sync(quotas.take, tenant, rps=limits.rps, burst=size, now_s=self._clock())
+        held, lapses = self._allotments.get(tenant, (0.0, 0.0))
+        now = self._monotonic()
+        if held >= 1 and now < lapses:
+            self._allotments[tenant] = (held - 1, lapses)
+            return
+        chunk = max(1, min(int(limits.rps * _ALLOTMENT_SHARE_S), int(size // 4)))
+        async with self._engine.connect() as conn:
+            # Autocommit: the bucket row is locked for one statement, not across awaits.
+            auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            taken = await auto.run_sync(
+                quotas.take, tenant, rps=limits.rps, burst=size, now_s=self._clock(), cost=chunk
+            )
+            if not taken.allowed and chunk > 1:
+                chunk = 1
+                taken = await auto.run_sync(
+                    quotas.take, tenant, rps=limits.rps, burst=size, now_s=self._clock()
+                )
+        if taken.allowed:
+            self._allotments[tenant] = (chunk - 1, now + _ALLOTMENT_S)
         if not taken.allowed:
             self._refuse(
                 tenant,

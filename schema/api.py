@@ -107,7 +107,9 @@ class SummaryJobPublic(BaseModel):
         default=None, description="The job whose summary a cached answer reuses."
     )
     similarity: float | None = Field(
-        default=None, description="1.0 for an exact cache hit; below for a near duplicate (SimHash)."
+        default=None,
+        description="SimHash similarity of a cached answer's text to its source: 1.0 for an exact hit "
+        "(or a near duplicate with the same words), below for other near duplicates.",
     )
 
 

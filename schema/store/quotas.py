@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, case, delete, func, literal, select, text, update
+from sqlalchemy import Connection, case, delete, func, literal, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -95,16 +95,14 @@ def take(conn: Connection, tenant: str, *, rps: float, burst: float, now_s: floa
     """Take ``cost`` tokens from the tenant's bucket if it holds them, atomically across replicas.
 
     ``now_s`` is the caller's clock (seconds since the epoch); a replica whose clock lags another's
-    refills nothing rather than a negative amount.
+    refills nothing rather than a negative amount. Each statement stands alone: run it on an
+    autocommit connection, so that the row lock lasts one statement, not a round trip of the
+    caller's event loop (with a transaction around it, replicas queue on the lock).
     """
-    if conn.dialect.name == "postgresql":
-        # Losing the last bucket updates to a crash costs a few extra requests at most; waiting
-        # for the WAL flush would cost every request a disk sync.
-        conn.execute(text("SET LOCAL synchronous_commit = off"))
     elapsed = case((_BUCKETS.c.refilled_at < now_s, literal(now_s) - _BUCKETS.c.refilled_at), else_=0.0)
     refilled = _BUCKETS.c.tokens + elapsed * rps
     level = case((refilled > burst, literal(burst)), else_=refilled)
-    row = conn.execute(
+    take_one = (
         update(_BUCKETS)
         .where(_BUCKETS.c.tenant == tenant, level >= cost)
         .values(
@@ -112,7 +110,8 @@ def take(conn: Connection, tenant: str, *, rps: float, burst: float, now_s: floa
             refilled_at=case((_BUCKETS.c.refilled_at < now_s, literal(now_s)), else_=_BUCKETS.c.refilled_at),
         )
         .returning(_BUCKETS.c.tokens)
-    ).one_or_none()
+    )
+    row = conn.execute(take_one).one_or_none()
     if row is not None:
         return Take(True, float(row.tokens), 0.0)
     created = conn.execute(
@@ -123,6 +122,10 @@ def take(conn: Connection, tenant: str, *, rps: float, burst: float, now_s: floa
     ).first()
     if created is not None:
         return Take(True, burst - cost, 0.0)
+    # Another replica created the row between our UPDATE and INSERT: take from it as usual.
+    row = conn.execute(take_one).one_or_none()
+    if row is not None:
+        return Take(True, float(row.tokens), 0.0)
     current = conn.execute(select(_BUCKETS).where(_BUCKETS.c.tenant == tenant)).mappings().one()
     level_now = min(burst, current["tokens"] + max(0.0, now_s - current["refilled_at"]) * rps)
     wait = (cost - level_now) / rps if rps > 0 else float("inf")

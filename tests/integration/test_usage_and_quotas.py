@@ -3,6 +3,7 @@ sharing one database where a limit must hold across replicas."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -155,3 +156,34 @@ def test_usage_is_recorded_reported_and_carried_by_batch_results(
     assert cli(["tenants", "limits", "clear", "acme"]) == 0
     assert cli(["tenants", "limits", "show"]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == "no limits set"
+
+
+def test_replicas_taking_allotments_never_pass_the_bucket_together(db_url: str) -> None:
+    from gateway.errors import RateLimitedError
+    from gateway.ratelimit import QuotaGuard
+    from schema.db import make_async_engine
+
+    engine = _engine(db_url)
+    with engine.begin() as conn:
+        # 100 requests a second: each replica takes 5 tokens per round trip; the frozen clocks
+        # refill nothing, so exactly the 40 of the burst may pass, whichever replica admits them.
+        quotas.set_limits(conn, "acme", rps=100, burst=40)
+    engine.dispose()
+
+    async def drain() -> tuple[int, int]:
+        shared = make_async_engine(DatabaseSettings(url=db_url))
+        replicas = [QuotaGuard(shared, clock=lambda: 5_000.0, monotonic=lambda: 7.0) for _ in range(2)]
+        admitted = refused = 0
+        for turn in range(120):
+            try:
+                await replicas[turn % 2].admit("acme")
+                admitted += 1
+            except RateLimitedError as exc:
+                refused += 1
+                assert exc.headers["RateLimit-Limit"] == "40"
+        await shared.dispose()
+        return admitted, refused
+
+    admitted, refused = asyncio.run(drain())
+    assert admitted == 40
+    assert refused == 80
