@@ -264,6 +264,8 @@ class JobExecutor:
         with self.engine.connect() as conn:
             found = cache.get_many(conn, list(keys.values()), ttl_s=rules.ttl_s)
             hits: dict[str, cache.Hit] = {}
+            # One scan of fingerprints per scope and parameters in this pull, not one per document.
+            indexes: dict[tuple[str, str], list[tuple[str, int]]] = {}
             for r in runnable:
                 key = keys.get(r.job.id)
                 if key is None:
@@ -271,15 +273,19 @@ class JobExecutor:
                 if key in found:
                     hits[r.job.id] = cache.Hit(found[key], 1.0)
                 elif r.options.near_duplicates:
-                    hit = cache.find(
-                        conn,
-                        scope=cache.scope_for(r.job.tenant, rules.scope),
-                        text=r.job.input_text,
-                        params=r.params.model_dump(exclude_none=True),
-                        model=model,
-                        near_duplicates=True,
-                        rules=rules,
-                    )
+                    scope = cache.scope_for(r.job.tenant, rules.scope)
+                    params = r.params.model_dump(exclude_none=True)
+                    group = (scope, cache.params_hash(params))
+                    if group not in indexes:
+                        indexes[group] = cache.near_index(
+                            conn,
+                            scope=scope,
+                            model=model,
+                            params=params,
+                            limit=rules.near_duplicate_scan_limit,
+                            ttl_s=rules.ttl_s,
+                        )
+                    hit = cache.near_hit(conn, indexes[group], r.job.input_text, rules)
                     if hit is not None:
                         hits[r.job.id] = hit
         reused: list[tuple[JobRecord, Result]] = []

@@ -225,27 +225,23 @@ class NearMatch:
     distance: int
 
 
-def near_candidates(
+def near_index(
     conn: Connection,
     *,
     scope: str,
     model: Mapping[str, Any],
     params: Mapping[str, Any],
-    fingerprint: int,
-    max_distance: int,
     limit: int,
     ttl_s: float = 0,
     now: datetime | None = None,
-) -> list[NearMatch]:
-    """Entries of the same scope, model and parameters whose fingerprint is within ``max_distance``
-    bits, nearest first, with the source job's text (for the caller's content check).
+) -> list[tuple[str, int]]:
+    """(key, unsigned fingerprint) of the newest ``limit`` entries of a scope, model and parameters.
 
-    The newest ``limit`` entries are compared: a scan, bounded, since an index on Hamming distance
-    is more than either database offers.
+    A bounded scan, since an index on Hamming distance is more than either database offers; keys
+    and fingerprints only, so that a caller with many texts to match reads it once.
     """
     query = (
-        select(_CACHE, _JOBS.c.input_text)
-        .join(_JOBS, _JOBS.c.id == _CACHE.c.job_id)
+        select(_CACHE.c.key, _CACHE.c.simhash)
         .where(
             _CACHE.c.scope == scope,
             _CACHE.c.model_key == model_key(model),
@@ -255,11 +251,24 @@ def near_candidates(
         .order_by(_CACHE.c.created_at.desc())
         .limit(limit)
     )
-    found: list[NearMatch] = []
-    for row in conn.execute(_fresh(query, ttl_s, now)).mappings():
-        gap = sh.distance(sh.to_unsigned(row["simhash"]), fingerprint)
-        if gap <= max_distance:
-            found.append(NearMatch(CacheEntry.from_row(row), row["input_text"], gap))
+    return [(row.key, sh.to_unsigned(row.simhash)) for row in conn.execute(_fresh(query, ttl_s, now))]
+
+
+def near_candidates(
+    conn: Connection, index: list[tuple[str, int]], fingerprint: int, *, max_distance: int
+) -> list[NearMatch]:
+    """Entries of ``index`` within ``max_distance`` bits of ``fingerprint``, nearest first, with
+    their source job's text (for the caller's content check)."""
+    close = {key: sh.distance(value, fingerprint) for key, value in index}
+    close = {key: gap for key, gap in close.items() if gap <= max_distance}
+    if not close:
+        return []
+    rows = conn.execute(
+        select(_CACHE, _JOBS.c.input_text)
+        .join(_JOBS, _JOBS.c.id == _CACHE.c.job_id)
+        .where(_CACHE.c.key.in_(sorted(close)))
+    ).mappings()
+    found = [NearMatch(CacheEntry.from_row(row), row["input_text"], close[row["key"]]) for row in rows]
     found.sort(key=lambda match: match.distance)
     return found
 
@@ -301,18 +310,22 @@ def find(
         return Hit(entry, 1.0)
     if not near_duplicates:
         return None
-    own = fingerprint(text, rules)
-    for match in near_candidates(
+    index = near_index(
         conn,
         scope=scope,
         model=model,
         params=params,
-        fingerprint=own,
-        max_distance=rules.near_duplicate_max_distance,
         limit=rules.near_duplicate_scan_limit,
         ttl_s=rules.ttl_s,
         now=now,
-    ):
+    )
+    return near_hit(conn, index, text, rules)
+
+
+def near_hit(conn: Connection, index: list[tuple[str, int]], text: str, rules: CacheSettings) -> Hit | None:
+    """The nearest entry of ``index`` that passes the content check, if any."""
+    own = fingerprint(text, rules)
+    for match in near_candidates(conn, index, own, max_distance=rules.near_duplicate_max_distance):
         if sh.same_content(text, match.text, max_changed_share=rules.near_duplicate_max_changed_words):
             return Hit(match.entry, sh.similarity(own, sh.to_unsigned(match.entry.simhash or 0)))
     return None
