@@ -7,6 +7,7 @@ dictionary lookup. The request rate is a token bucket in the database (see
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 
@@ -41,6 +42,7 @@ class QuotaGuard:
         self._monotonic = monotonic
         # tenant -> (tokens this replica holds, monotonic time they lapse)
         self._allotments: dict[str, tuple[float, float]] = {}
+        self._refills: dict[str, asyncio.Lock] = {}
         self._limits: TTLCache[str, TenantLimits | None] = TTLCache(ttl_s, clock=monotonic)
 
     async def limits(self, tenant: str) -> TenantLimits | None:
@@ -100,12 +102,27 @@ class QuotaGuard:
 
     async def _take(self, tenant: str, limits: TenantLimits) -> None:
         assert limits.rps is not None  # noqa: S101 - checked by the caller
-        size = limits.bucket_size
-        held, lapses = self._allotments.get(tenant, (0.0, 0.0))
-        now = self._monotonic()
-        if held >= 1 and now < lapses:
-            self._allotments[tenant] = (held - 1, lapses)
+        if self._take_held(tenant):
             return
+        # One refill at a time per tenant: requests arriving meanwhile wait for it instead of each
+        # taking a round trip (and a pooled connection) of their own.
+        lock = self._refills.setdefault(tenant, asyncio.Lock())
+        async with lock:
+            if self._take_held(tenant):
+                return
+            await self._refill(tenant, limits)
+
+    def _take_held(self, tenant: str) -> bool:
+        held, lapses = self._allotments.get(tenant, (0.0, 0.0))
+        if held >= 1 and self._monotonic() < lapses:
+            self._allotments[tenant] = (held - 1, lapses)
+            return True
+        return False
+
+    async def _refill(self, tenant: str, limits: TenantLimits) -> None:
+        assert limits.rps is not None  # noqa: S101 - checked by the caller
+        size = limits.bucket_size
+        now = self._monotonic()
         chunk = max(1, min(int(limits.rps * _ALLOTMENT_SHARE_S), int(size // 4)))
         async with self._engine.connect() as conn:
             # Autocommit: the bucket row is locked for one statement, not across awaits.
