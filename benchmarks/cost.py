@@ -272,7 +272,7 @@ def quota_rows(calls: int) -> list[list[str]]:
         ("select1", "for scale: one SELECT 1 round trip"),
         ("rps20", "rate bucket, burst 4 (a round trip per request)"),
         ("rps", "rate bucket, 2,000 rps (100 tokens per round trip)"),
-        ("all", "rate 2,000 rps + running + tokens a day (two counting queries)"),
+        ("all", "rate 2,000 rps + running + tokens a day (counts read once a second)"),
     ):
         p50 = median(timings[mode]) * 1000
         rows.append(

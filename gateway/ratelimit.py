@@ -26,6 +26,9 @@ _DAY_S = 86_400.0
 # bucket, so replicas together never pass the limit; unused ones lapse after _ALLOTMENT_S.
 _ALLOTMENT_SHARE_S = 0.05
 _ALLOTMENT_S = 1.0
+# Running jobs and the day's tokens are read at most this often per tenant: they move with
+# workers, not with each request, and a query per request would cost every submit milliseconds.
+_COUNTS_TTL_S = 1.0
 
 
 class QuotaGuard:
@@ -44,6 +47,8 @@ class QuotaGuard:
         self._allotments: dict[str, tuple[float, float]] = {}
         self._refills: dict[str, asyncio.Lock] = {}
         self._limits: TTLCache[str, TenantLimits | None] = TTLCache(ttl_s, clock=monotonic)
+        self._running: TTLCache[str, int] = TTLCache(_COUNTS_TTL_S, clock=monotonic)
+        self._tokens: TTLCache[str, int] = TTLCache(_COUNTS_TTL_S, clock=monotonic)
 
     async def limits(self, tenant: str) -> TenantLimits | None:
         async def load() -> TenantLimits | None:
@@ -54,6 +59,8 @@ class QuotaGuard:
 
     def forget(self, tenant: str) -> None:
         self._limits.forget(tenant)
+        self._running.forget(tenant)
+        self._tokens.forget(tenant)
         self._allotments.pop(tenant, None)
 
     async def admit(self, tenant: str) -> None:
@@ -64,12 +71,20 @@ class QuotaGuard:
         if limits.rps is not None:
             await self._take(tenant, limits)
         if limits.max_running is not None:
-            _queued, running = await self._counts(tenant)
+
+            async def load_running() -> int:
+                return (await self._counts(tenant))[1]
+
+            running = await self._running.get(tenant, load_running)
             if running >= limits.max_running:
                 self._refuse(tenant, "max_running", limits.max_running, 0, 1.0, f"{running} jobs are running")
         if limits.tokens_per_day is not None:
-            async with self._engine.connect() as conn:
-                used = await conn.run_sync(quotas.tokens_today, tenant)
+
+            async def load_tokens() -> int:
+                async with self._engine.connect() as conn:
+                    return await conn.run_sync(quotas.tokens_today, tenant)
+
+            used = await self._tokens.get(tenant, load_tokens)
             if used >= limits.tokens_per_day:
                 self._refuse(
                     tenant,
