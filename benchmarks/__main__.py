@@ -11,7 +11,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from benchmarks import engine, idle, llm, pii, pipeline, submit, sync, upload, variants
+from benchmarks import cost, engine, idle, llm, pii, pipeline, submit, sync, upload, variants
 
 QUICK: dict[str, list[str]] = {
     "engine": ["--quick"],
@@ -24,6 +24,7 @@ QUICK: dict[str, list[str]] = {
     "variants": ["--duration-s", "5"],
     "pii": ["--per-type", "50"],
     "llm": ["--quick"],
+    "cost": ["--quick"],
 }
 SUITES: dict[str, Callable[[list[str]], object]] = {
     "engine": engine.main,
@@ -35,6 +36,7 @@ SUITES: dict[str, Callable[[list[str]], object]] = {
     "variants": variants.main,
     "pii": pii.main,
     "llm": llm.main,
+    "cost": cost.main,
 }
 
 

@@ -92,3 +92,34 @@ DRIFT_MOVED = Gauge(
 DRIFT_WINDOW_JOBS = Gauge(
     "condense_drift_window_jobs", "Jobs in each drift window, per model.", ["model", "window"]
 )
+USAGE_JOBS = Counter(
+    "condense_usage_jobs",
+    "Jobs ended, by tenant, model and whether the cache answered.",
+    ["tenant", "model", "cached"],
+)
+USAGE_INPUT_TOKENS = Counter(
+    "condense_usage_input_tokens", "Input tokens of ended jobs, by tenant and model.", ["tenant", "model"]
+)
+USAGE_OUTPUT_UNITS = Counter(
+    "condense_usage_output_units",
+    "Output of ended jobs (tokens of abstractive models, words of extractive ones), by tenant and model.",
+    ["tenant", "model"],
+)
+USAGE_ENGINE_SECONDS = Counter(
+    "condense_usage_engine_seconds",
+    "Engine time spent on ended jobs, by tenant and model.",
+    ["tenant", "model"],
+)
+RATE_LIMITED = Counter(
+    "condense_rate_limited", "Requests refused by a tenant's quota, by kind.", ["tenant", "limit"]
+)
+
+
+def count_usage(
+    tenant: str, model: str, *, input_tokens: int, output_units: int, engine_s: float, cached: bool
+) -> None:
+    """Count one ended job's usage; called after the transaction that recorded it committed."""
+    USAGE_JOBS.labels(tenant=tenant, model=model, cached=str(cached).lower()).inc()
+    USAGE_INPUT_TOKENS.labels(tenant=tenant, model=model).inc(input_tokens)
+    USAGE_OUTPUT_UNITS.labels(tenant=tenant, model=model).inc(output_units)
+    USAGE_ENGINE_SECONDS.labels(tenant=tenant, model=model).inc(engine_s)

@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     from condense import commands as more
 
     more.register(commands)
+    from condense import cost_cli
+
+    cost_cli.add_arguments(commands)
     return parser
 
 

@@ -28,9 +28,12 @@ from gateway.events import router as events_router
 from gateway.microbatch import MicroBatcher
 from gateway.observability import install_metrics
 from gateway.pii_cache import PiiModeCache
+from gateway.ratelimit import QuotaGuard
+from gateway.result_cache import router as result_cache_router
 from gateway.routes import router
 from gateway.state import GatewayState, VariantRuntime
 from gateway.submit import GroupCommitter
+from gateway.usage_routes import router as usage_router
 from gateway.variants import router as variants_router
 from schema.db import make_async_engine
 from schema.settings import BatchUploadSettings, Settings
@@ -171,6 +174,7 @@ def create_app(settings: Settings, *, summarizer_factory: SummarizerFactory | No
             variants={spec.name: VariantRuntime(spec) for spec in variant_specs(settings)},
             pii_modes=PiiModeCache(engine),
         )
+        state.quotas = QuotaGuard(engine)
         app.state.gateway = state
         for variant in state.variants.values():
             try:
@@ -219,6 +223,8 @@ def create_app(settings: Settings, *, summarizer_factory: SummarizerFactory | No
     mount_console(app)
     app.include_router(events_router, responses=ERROR_RESPONSES)
     app.state.events = EventStreams(settings.gateway.events_max_streams)
+    app.include_router(result_cache_router, responses=ERROR_RESPONSES)
+    app.include_router(usage_router, responses=ERROR_RESPONSES)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> JSONResponse:

@@ -28,7 +28,7 @@ from schema.api import BatchCounts, BatchList, BatchPublic, WebhookTarget
 from schema.models import Lane, new_id
 from schema.settings import BatchUploadSettings, Settings
 from schema.storable import json_problem, json_size
-from schema.store import batches, jobs
+from schema.store import batches, cache, jobs
 from schema.store.batches import BatchResult
 from schema.store.records import BatchCounts as StoredCounts
 from schema.store.records import BatchRecord
@@ -121,6 +121,8 @@ def _read_documents(form: UploadForm, limits: BatchUploadSettings) -> list[Docum
 )
 async def create_batch(request: Request, state: StateDep, tenant: TenantDep) -> JSONResponse:
     settings = state.settings
+    if state.quotas is not None:
+        await state.quotas.admit(tenant)
     # Read here, after the key was checked, rather than by FastAPI before it: an unauthenticated
     # upload is refused before its body is read at all.
     form = await parse_upload_form(
@@ -170,16 +172,23 @@ async def create_batch(request: Request, state: StateDep, tenant: TenantDep) -> 
         job_id = new_id()
         try:
             variant, own_params = state.route(job_id, {**shared_params, **document.params})
+            # Cache options (per batch or per document) stay with the job; the engine never sees them.
+            engine_params, options = cache.split_params(own_params)
             # The settings' rules while the model loads: uploads are queued work and need no model here.
-            merged = variant.validate_params(own_params)
+            merged = variant.validate_params(engine_params)
         except (SummarizerError, UnknownModelError) as exc:
             raise InvalidRequestError(f"{document.custom_id}: {exc.message}", code=exc.code) from exc
-        routed.append((job_id, variant.name, merged.model_dump(exclude_none=True)))
+        routed.append(
+            (job_id, variant.name, {**merged.model_dump(exclude_none=True), **cache.options_params(options)})
+        )
     if pii_mode in {"reject", "mask_stored"}:
         # Off the event loop: thousands of documents take a while to scan.
         texts = await asyncio.to_thread(_screen_all, documents, pii_mode)
         documents = [replace(d, text=t) for d, t in zip(documents, texts, strict=True)]
 
+    if state.quotas is not None:
+        # All or nothing: an upload that would pass the queued quota is refused whole.
+        await state.quotas.admit_queue(tenant, len(documents))
     batch = batches.new_batch(
         tenant=tenant,
         total=len(documents),
@@ -255,6 +264,7 @@ def _result_json(result: BatchResult) -> str:
                 if result.error_code
                 else None
             ),
+            "usage": result.usage,
         },
         ensure_ascii=False,
     )

@@ -46,14 +46,14 @@ COMMON_ERRORS = (401, 500, 503)
 # The other error statuses of each operation. An operation missing here keeps the generic list,
 # and the documentation test fails until it is added.
 ERRORS_BY_OPERATION: dict[tuple[str, str], tuple[int, ...]] = {
-    ("post", "/v1/summaries"): (400, 409, 413, 422, 504),
+    ("post", "/v1/summaries"): (400, 409, 413, 422, 429, 504),
     ("get", "/v1/summaries"): (422,),
     ("get", "/v1/summaries/{job_id}"): (404,),
     ("post", "/v1/summaries/{job_id}/cancel"): (404, 409),
     ("get", "/v1/summaries/{job_id}/deliveries"): (404,),
     ("get", "/v1/summaries/{job_id}/events"): (404, 422),
     ("post", "/v1/deliveries/{delivery_id}/redeliver"): (404, 409),
-    ("post", "/v1/batches"): (400, 413, 422),
+    ("post", "/v1/batches"): (400, 413, 422, 429),
     ("get", "/v1/batches"): (422,),
     ("get", "/v1/batches/{batch_id}"): (404,),
     ("get", "/v1/batches/{batch_id}/results"): (404, 422),
@@ -65,6 +65,8 @@ ERRORS_BY_OPERATION: dict[tuple[str, str], tuple[int, ...]] = {
     ("post", "/v1/webhook-endpoint/test"): (404, 422),
     ("get", "/v1/deliveries/{delivery_id}"): (404,),
     ("get", "/v1/models"): (),
+    ("delete", "/v1/cache"): (),
+    ("get", "/v1/usage"): (422,),
 }
 
 _ERROR_DESCRIPTIONS: dict[int, str] = {
@@ -79,6 +81,7 @@ _ERROR_EXAMPLES: dict[int, tuple[str, str]] = {
     409: ("job_finished", "job 0190f3a2-5b1c-7d2e-8f3a-4b5c6d7e8f90 already succeeded"),
     413: ("payload_too_large", "text is larger than the limit of 2000000 bytes"),
     422: ("invalid_request", "text: field required"),
+    429: ("rate_limited", "over the request rate of tenant acme (5 per second); retry in 1 s"),
     500: ("internal_error", "internal server error"),
     503: ("temporarily_unavailable", "the model is still loading; retry shortly"),
     504: ("deadline_exceeded", "no answer within 30.0 s; submit with mode=async"),
@@ -224,6 +227,25 @@ EXAMPLES: dict[tuple[str, str], tuple[Any, dict[int, Any]]] = {
         },
     ),
     ("get", "/v1/deliveries/{delivery_id}"): (None, {200: _DELIVERY.model_dump(mode="json")}),
+    ("delete", "/v1/cache"): (None, {200: {"deleted": 42}}),
+    ("get", "/v1/usage"): (
+        None,
+        {
+            200: {
+                "tenant": "acme",
+                "from": "2026-01-01",
+                "to": "2026-01-31",
+                "totals": {
+                    "jobs": 120,
+                    "cached_jobs": 30,
+                    "input_tokens": 250_000,
+                    "output_units": 9_600,
+                    "chunks": 140,
+                    "engine_s": 61.5,
+                },
+            }
+        },
+    ),
     ("get", "/v1/models"): (
         None,
         {

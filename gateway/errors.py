@@ -8,6 +8,7 @@ the mapping is in one place and a new code without a row shows up as a 500 in te
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -70,6 +71,29 @@ class PiiRejectedError(GatewayError):
     code = "pii_detected"
 
 
+class RateLimitedError(GatewayError):
+    """Over one of the tenant's quotas: 429 with Retry-After and the RateLimit-* headers."""
+
+    code = "rate_limited"
+    retryable = True
+
+    def __init__(self, message: str, *, limit: float, remaining: float, reset_s: float) -> None:
+        super().__init__(message)
+        self.limit = limit
+        self.remaining = remaining
+        self.reset_s = reset_s
+
+    @property
+    def headers(self) -> dict[str, str]:
+        seconds = str(max(1, math.ceil(self.reset_s))) if math.isfinite(self.reset_s) else "86400"
+        return {
+            "Retry-After": seconds,
+            "RateLimit-Limit": str(math.floor(self.limit)),
+            "RateLimit-Remaining": str(max(0, math.floor(self.remaining))),
+            "RateLimit-Reset": seconds,
+        }
+
+
 class GatewayConfigError(GatewayError):
     code = "config_error"
 
@@ -94,6 +118,7 @@ STATUS_FOR_CODE: dict[str, int] = {
     "canceled": 409,
     "payload_too_large": 413,
     "upload_too_large": 413,
+    "rate_limited": 429,
     # not now; the same request may succeed later
     "temporarily_unavailable": 503,
     "overloaded": 503,
@@ -132,6 +157,10 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (409, "the job or batch already ended, or an Idempotency-Key was reused with another body"),
         (413, "the body, text, metadata or upload is over its limit"),
         (422, "a field is invalid"),
+        (
+            429,
+            "over a quota of the tenant: request rate, queued or running jobs, tokens a day (see Retry-After)",
+        ),
         (503, "not now: the model is loading, the queue is full or the database is away (see Retry-After)"),
     )
 }
@@ -204,11 +233,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(CondenseError)
     async def _condense_error(_request: Request, exc: CondenseError) -> JSONResponse:
         status = status_for(exc)
-        return JSONResponse(
-            error_body(exc.code, exc.message),
-            status_code=status,
-            headers=retry_after_headers(status, _retry_after(exc)),
-        )
+        headers = retry_after_headers(status, _retry_after(exc))
+        if isinstance(exc, RateLimitedError):
+            headers.update(exc.headers)
+        return JSONResponse(error_body(exc.code, exc.message), status_code=status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 
 from common.metrics import JOB_FAILURES, JOB_LATENCY, JOBS, SUBMISSIONS, SUMMARY_WORDS
 from common.pii import summary_for
+from gateway import result_cache
 from gateway.deps import StateDep, TenantDep
 from gateway.endpoints import delivery_public
 from gateway.errors import DEADLINE_RESPONSE, PayloadTooLargeError
@@ -30,10 +31,11 @@ from schema.api import (
 )
 from schema.models import JobStatus, Route, new_id, utcnow
 from schema.storable import json_size
-from schema.store import deliveries, jobs
+from schema.store import cache, deliveries, jobs, usage
+from schema.store.cache import CacheEntry
 from schema.store.errors import IdempotencyConflictError
 from schema.store.records import JobRecord
-from summarizer import Summarizer, SummarizerError
+from summarizer import Summarizer, SummarizerError, SummaryResult
 
 router = APIRouter(prefix="/v1", tags=["summaries"])
 
@@ -100,14 +102,23 @@ def _job_response(job: JobRecord) -> Response:
     )
 
 
-async def _store(state: GatewayState, job: JobRecord) -> None:
+def _insert_with_entry(
+    conn: Any, job: JobRecord, entry: CacheEntry | None, *, topic_for: dict[str, str]
+) -> list[str]:
+    delivery_ids = jobs.insert_jobs(conn, [job], topic_for=topic_for)
+    if entry is not None:
+        cache.put(conn, [entry])
+    return delivery_ids
+
+
+async def _store(state: GatewayState, job: JobRecord, entry: CacheEntry | None = None) -> None:
     needs_event = job.status != JobStatus.QUEUED.value and bool(job.webhook_url or job.email)
     if job.idempotency_key is None and not needs_event:
-        await state.committer.insert(job)
+        await state.committer.insert(job, entry)
         return
     # Rare paths (idempotent or notifying submits) take their own transaction so that a
     # uniqueness conflict or the event rows never touch the neighbours of a group commit.
-    await state.write(jobs.insert_jobs, [job], topic_for=state.topic_for)
+    await state.write(_insert_with_entry, job, entry, topic_for=state.topic_for)
 
 
 @router.post(
@@ -129,6 +140,8 @@ async def create_summary(
     ] = None,
 ) -> Response:
     settings = state.settings
+    if state.quotas is not None:
+        await state.quotas.admit(tenant)
     if len(body.text.encode()) > settings.gateway.max_text_bytes:
         raise PayloadTooLargeError(
             f"text is larger than the limit of {settings.gateway.max_text_bytes} bytes"
@@ -153,20 +166,34 @@ async def create_summary(
     # Read once: the loader may finish between two reads, and this request must use one view of it.
     summarizer, batcher = variant.summarizer, variant.batcher
     model = summarizer if batcher is not None else None
-    params = model.validate_params(own_params) if model is not None else variant.validate_params(own_params)
+    engine_params, cache_options = cache.split_params(own_params)
+    params = (
+        model.validate_params(engine_params) if model is not None else variant.validate_params(engine_params)
+    )
+    params_dump = params.model_dump(exclude_none=True)
     webhook = await resolve_webhook(
         state,
         tenant,
         body.webhook.url if body.webhook else None,
         body.webhook.secret if body.webhook else None,
     )
-    route, tokens = _choose_route(state, variant, model, body)
+    hit = await result_cache.lookup(
+        state, model, tenant=tenant, text=body.text, params=params_dump, options=cache_options
+    )
+    # A hit is answered at once whatever the length; "async" keeps its 202 and Location.
+    route, tokens = (
+        ((Route.ASYNC if body.mode == "async" else Route.SYNC), 0)
+        if hit is not None
+        else _choose_route(state, variant, model, body)
+    )
+    if hit is None and route is Route.ASYNC and state.quotas is not None:
+        await state.quotas.admit_queue(tenant, 1)
     columns: dict[str, Any] = {
         "id": job_id,
         "variant": variant.name,
         "route": route.value,
         "input_tokens": tokens,
-        "params": params.model_dump(exclude_none=True),
+        "params": {**params_dump, **cache.options_params(cache_options)},
         "metadata": body.metadata,
         "idempotency_key": idempotency_key,
         "request_hash": request_hash,
@@ -175,7 +202,11 @@ async def create_summary(
         "email": str(body.email) if body.email else None,
         "pii_mode": pii_mode,
     }
-    if route is Route.SYNC:
+    entry: CacheEntry | None = None
+    result: SummaryResult | None = None
+    if hit is not None:
+        columns.update(cache.hit_columns(hit))
+    elif route is Route.SYNC:
         assert batcher is not None  # noqa: S101 - _choose_route picks sync only with a running batcher
         gateway = settings.gateway
         timeout_s = min(body.timeout_s or gateway.request_timeout_s, gateway.max_request_timeout_s)
@@ -205,8 +236,13 @@ async def create_summary(
         )
         SUMMARY_WORDS.labels(variant=variant.name).observe(len(result.summary.split()))
     job = jobs.new_job(tenant=tenant, text=body.text, **columns)
+    if result is not None and result_cache.enabled(state, cache_options):
+        entry = result_cache.entry_for(state, job, body.text, params_dump, result)
     try:
-        await _store(state, job)
+        if hit is not None:
+            await state.write(result_cache.insert_hit, job, hit.entry.key, topic_for=state.topic_for)
+        else:
+            await _store(state, job, entry)
     except IntegrityError:
         if idempotency_key is None or request_hash is None:
             raise
@@ -216,6 +252,8 @@ async def create_summary(
         return _replay(existing, request_hash)
     SUBMISSIONS.labels(route=job.route).inc()
     JOBS.labels(status=job.status, route=job.route).inc()
+    if job.is_final:
+        usage.count(job, usage.of_job(job))
     return _job_response(job)
 
 

@@ -15,6 +15,7 @@ from gateway.endpoint_cache import EndpointCache
 from gateway.errors import UnavailableError, UnknownModelError
 from gateway.microbatch import MicroBatcher
 from gateway.pii_cache import PiiModeCache
+from gateway.ratelimit import QuotaGuard
 from gateway.submit import GroupCommitter
 from schema.settings import Settings
 from schema.variants import VariantSpec, pick_by_weight, split_model_param
@@ -88,6 +89,8 @@ class GatewayState:
     background: set[asyncio.Task[Any]] = field(default_factory=set)
     # Tenants' PII modes set in the database (`condense pii set`); None: the settings alone.
     pii_modes: PiiModeCache | None = None
+    # Tenants' quotas; None admits everything (tests that build a state by hand).
+    quotas: QuotaGuard | None = None
 
     @property
     def model_status(self) -> str:

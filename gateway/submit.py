@@ -18,7 +18,8 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.errors import UnavailableError
-from schema.store import jobs
+from schema.store import cache, jobs
+from schema.store.cache import CacheEntry
 from schema.store.records import JobRecord
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,8 @@ def _is_outage(exc: DBAPIError) -> bool:
 @dataclass
 class _Pending:
     job: JobRecord
+    # The result cache entry a sync answer writes, in the same transaction as its job.
+    entry: CacheEntry | None = None
     done: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
@@ -57,9 +60,9 @@ class GroupCommitter:
         self.commits = 0
         self.rows = 0
 
-    async def insert(self, job: JobRecord) -> None:
+    async def insert(self, job: JobRecord, entry: CacheEntry | None = None) -> None:
         """Return once the job (and its outbox row, when queued) is committed; raise if it was not."""
-        item = _Pending(job)
+        item = _Pending(job, entry)
         self._pending.append(item)
         # Adaptive: with no commit in flight nobody else is coming soon enough to wait for, so
         # commit at once (no added latency when idle); while one is in flight, requests gather
@@ -123,6 +126,9 @@ class GroupCommitter:
     async def _write(self, group: list[_Pending]) -> None:
         async with self._engine.begin() as conn:
             await conn.run_sync(jobs.insert_jobs, [item.job for item in group], topic_for=self._topic_for)
+            entries = [item.entry for item in group if item.entry is not None]
+            if entries:
+                await conn.run_sync(cache.put, entries)
 
     @staticmethod
     def _fail(group: list[_Pending], exc: BaseException) -> None:

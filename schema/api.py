@@ -113,6 +113,15 @@ class SummaryJobPublic(BaseModel):
     custom_id: str | None = None
     attempts: int = 0
     pii: str | None = Field(default=None, description="The PII mode the job ran under.")
+    cached: bool = Field(default=False, description="Answered from the result cache, not by the engine.")
+    cache_hit_of: str | None = Field(
+        default=None, description="The job whose summary a cached answer reuses."
+    )
+    similarity: float | None = Field(
+        default=None,
+        description="SimHash similarity of a cached answer's text to its source: 1.0 for an exact hit "
+        "(or a near duplicate with the same words), below for other near duplicates.",
+    )
 
 
 class SummaryJobList(BaseModel):
@@ -182,6 +191,9 @@ def job_to_public(job: JobRecord) -> SummaryJobPublic:
         custom_id=job.custom_id,
         attempts=job.attempts or 0,
         pii=job.pii_mode,
+        cached=bool(job.cached),
+        cache_hit_of=job.cache_hit_of,
+        similarity=job.similarity,
     )
 
 

@@ -24,6 +24,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -188,6 +189,11 @@ class SummaryJob(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Answered from the result cache (migration 0006): the job whose summary it reuses, and how
+    # similar the texts were (1.0 for an exact hit, below for a near duplicate).
+    cached: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    cache_hit_of: Mapped[str | None] = mapped_column(String(36), default=None)
+    similarity: Mapped[float | None] = mapped_column(default=None)
 
     __table_args__ = (
         UniqueConstraint("tenant", "idempotency_key", name="uq_summary_jobs_tenant_idempotency_key"),
@@ -346,6 +352,83 @@ class JobStats(Base):
     __table_args__ = (Index("ix_job_stats_model_key_finished_at", "model_key", "finished_at"),)
 
 
+class ResultCacheEntry(Base):
+    """A finished summary, found again by the hash of what decides it (text, params, model)."""
+
+    __tablename__ = "result_cache"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # The tenant whose job wrote the entry (a purge removes its entries), and who may read it:
+    # the tenant's name, or "*" under ``cache.scope: global``.
+    tenant: Mapped[str] = mapped_column(String(128), index=True)
+    scope: Mapped[str] = mapped_column(String(128))
+    model_key: Mapped[str] = mapped_column(String(64))
+    job_id: Mapped[str] = mapped_column(String(36))
+    params_hash: Mapped[str] = mapped_column(String(64))
+    summary: Mapped[str] = mapped_column(Text)
+    language: Mapped[str | None] = mapped_column(String(16), default=None)
+    model: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    input_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    output_units: Mapped[int] = mapped_column(Integer, default=0)
+    chunks: Mapped[int] = mapped_column(Integer, default=0)
+    # 64-bit SimHash of the normalized text, stored signed (BIGINT has no unsigned form).
+    simhash: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    hits: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_hit_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    __table_args__ = (
+        Index("ix_result_cache_scope_model_key_params_hash", "scope", "model_key", "params_hash"),
+    )
+
+
+class JobUsage(Base):
+    """What one job cost, kept apart from the job row so that retention does not erase the bill."""
+
+    __tablename__ = "job_usage"
+
+    job_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(128))
+    # UTC date (YYYY-MM-DD) the job ended: grouping by day is then the same on every database.
+    day: Mapped[str] = mapped_column(String(10))
+    model: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16))
+    input_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    # Output tokens of an abstractive model, words of an extractive one.
+    output_units: Mapped[int] = mapped_column(Integer, default=0)
+    chunks: Mapped[int] = mapped_column(Integer, default=0)
+    engine_s: Mapped[float] = mapped_column(default=0.0)
+    cached: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (Index("ix_job_usage_tenant_day", "tenant", "day"),)
+
+
+class TenantLimits(Base):
+    """A tenant's quotas; NULL means no limit of that kind."""
+
+    __tablename__ = "tenant_limits"
+
+    tenant: Mapped[str] = mapped_column(String(128), primary_key=True)
+    rps: Mapped[float | None] = mapped_column(default=None)
+    burst: Mapped[int | None] = mapped_column(Integer, default=None)
+    max_running: Mapped[int | None] = mapped_column(Integer, default=None)
+    max_queued: Mapped[int | None] = mapped_column(Integer, default=None)
+    tokens_per_day: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class RateBucket(Base):
+    """The token bucket of a tenant's request rate, shared by every gateway replica."""
+
+    __tablename__ = "rate_buckets"
+
+    tenant: Mapped[str] = mapped_column(String(128), primary_key=True)
+    tokens: Mapped[float] = mapped_column()
+    # Seconds since the epoch of the last refill; a float keeps the UPDATE's arithmetic portable.
+    refilled_at: Mapped[float] = mapped_column()
+
+
 # Typed handles for SQLAlchemy Core statements (``Model.__table__`` is typed as a bare FromClause).
 jobs_table = cast(Table, SummaryJob.__table__)
 batches_table = cast(Table, Batch.__table__)
@@ -356,3 +439,7 @@ endpoints_table = cast(Table, WebhookEndpoint.__table__)
 audit_table = cast(Table, ModelAuditEvent.__table__)
 pii_policies_table = cast(Table, TenantPiiPolicy.__table__)
 job_stats_table = cast(Table, JobStats.__table__)
+result_cache_table = cast(Table, ResultCacheEntry.__table__)
+usage_table = cast(Table, JobUsage.__table__)
+limits_table = cast(Table, TenantLimits.__table__)
+buckets_table = cast(Table, RateBucket.__table__)

@@ -294,6 +294,41 @@ class BatchUploadSettings(_Section):
     max_total_bytes: int = Field(default=200_000_000, ge=1, description="Bytes of one upload, unpacked.")
 
 
+class CacheSettings(_Section):
+    enabled: bool = Field(
+        default=True,
+        description="Answer a text already summarized with the same params and model from the result cache.",
+    )
+    scope: Literal["tenant", "global"] = Field(
+        default="tenant",
+        description="tenant: a tenant only hits its own entries; global: every tenant shares them.",
+    )
+    ttl_s: float = Field(
+        default=0,
+        ge=0,
+        description="Entries older than this are not served; 0 serves them as long as they last.",
+    )
+    near_duplicate_max_distance: int = Field(
+        default=12,
+        ge=0,
+        le=32,
+        description="Most SimHash bits (of 64) two texts may differ by for params.near_duplicates to reuse a summary.",
+    )
+    near_duplicate_shingle_words: int = Field(
+        default=3, ge=1, le=8, description="Words per shingle of the SimHash fingerprint."
+    )
+    near_duplicate_max_changed_words: float = Field(
+        default=0.02,
+        ge=0,
+        le=0.5,
+        description="Largest share of words that may differ between near duplicates (none a number, "
+        "a name or a negation).",
+    )
+    near_duplicate_scan_limit: int = Field(
+        default=2_000, ge=1, description="Newest cache entries compared when looking for a near duplicate."
+    )
+
+
 class LoggingSettings(_Section):
     format: Literal["text", "json"] = Field(default="text", description="json: one object per line.")
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
@@ -414,6 +449,7 @@ class Settings(BaseSettings):
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     notifier: NotifierSettings = Field(default_factory=NotifierSettings)
     batches: BatchUploadSettings = Field(default_factory=BatchUploadSettings)
+    cache: CacheSettings = Field(default_factory=CacheSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     governance: GovernanceSettings = Field(default_factory=GovernanceSettings)
     data_dir: str = Field(default="var", description="Where the embedded stack keeps its files.")

@@ -86,6 +86,7 @@ def build_consumer(
         policy=RetryPolicy.from_settings(settings.worker.retry),
         topic_for={"interactive": kafka.topic, "bulk": kafka.bulk_topic},
         heartbeat_s=settings.worker.heartbeat_s,
+        cache_rules=settings.cache,
     )
 
     def after_batch(outcome: BatchOutcome) -> None:

@@ -20,10 +20,13 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from common import pii
+from common.simhash import similarity as sh_similarity
 from schema.drift import JobStats, job_stats
 from schema.models import JobStatus, utcnow
-from schema.store import batches, jobs
+from schema.settings import CacheSettings
+from schema.store import batches, cache, jobs, usage
 from schema.store import drift as drift_store
+from schema.store.cache import CacheEntry, CacheOptions
 from schema.store.jobs import Finished, Outcome
 from schema.store.records import JobRecord
 from summarizer import Summarizer, SummaryParams, SummaryResult
@@ -156,9 +159,24 @@ class _Runnable:
     job: JobRecord
     params: SummaryParams
     variant: str
+    options: CacheOptions = field(default_factory=CacheOptions)
 
 
-Result = SummaryResult | SummarizerError
+@dataclass(frozen=True)
+class _Reused:
+    """A summary taken from another job: a cache entry, or a duplicate earlier in the same batch."""
+
+    summary: str
+    language: str | None
+    model: dict[str, str]
+    input_tokens: int
+    chunks: int
+    output_units: int
+    source_job_id: str
+    similarity: float
+
+
+Result = SummaryResult | SummarizerError | _Reused
 
 
 class JobExecutor:
@@ -172,17 +190,21 @@ class JobExecutor:
         policy: RetryPolicy,
         topic_for: Mapping[str, str],
         heartbeat_s: float = 30.0,
+        cache_rules: CacheSettings | None = None,
     ) -> None:
         self.engine = engine
         self.models = models if isinstance(models, VariantModels) else VariantModels.single(models)
         self.policy = policy
         self.topic_for = dict(topic_for)
         self.heartbeat_s = heartbeat_s
+        # None: the result cache is off (neither read nor written by this worker).
+        self.cache_rules = cache_rules if cache_rules is None or cache_rules.enabled else None
 
     def run(self, job_ids: Sequence[str]) -> BatchOutcome:
         outcome = BatchOutcome()
         runnable, invalid = self._claim(job_ids, outcome)
         results: list[tuple[JobRecord, Result]] = list(invalid)
+        entries: dict[str, CacheEntry] = {}
         if runnable:
             now = utcnow()
             outcome.queue_wait_s = [max(0.0, (now - r.job.created_at).total_seconds()) for r in runnable]
@@ -192,17 +214,33 @@ class JobExecutor:
                 for item in runnable:
                     groups.setdefault(item.variant, []).append(item)
                 for variant, group in groups.items():
-                    results += self._run_variant(variant, group, outcome)
+                    results += self._run_variant(variant, group, outcome, entries)
         if results:
-            self._store(results, outcome)
+            self._store(results, outcome, entries)
         return outcome
 
     def _run_variant(
-        self, variant: str, group: Sequence[_Runnable], outcome: BatchOutcome
+        self,
+        variant: str,
+        group: Sequence[_Runnable],
+        outcome: BatchOutcome,
+        entries: dict[str, CacheEntry],
     ) -> list[tuple[JobRecord, Result]]:
+        """One variant's jobs: those the cache or a batch mate answers, then one engine call."""
+        try:
+            summarizer = self.models.get(variant)
+        except SummarizerError as exc:
+            return [(r.job, exc) for r in group]
+        results: list[tuple[JobRecord, Result]] = []
+        followers: dict[str, list[tuple[_Runnable, float]]] = {}
+        if self.cache_rules is not None:
+            group, reused, followers = self._reuse(group, summarizer)
+            results += reused
+        if not group:
+            return results
         began = time.perf_counter()
         try:
-            summarized = self._summarize(self.models.get(variant), group)
+            summarized = self._summarize(summarizer, group)
         except SummarizerError as exc:
             summarized = [exc] * len(group)
         seconds = time.perf_counter() - began
@@ -211,7 +249,170 @@ class JobExecutor:
         outcome.inference_s += seconds
         outcome.documents += len(group)
         outcome.tokens += tokens
-        return [(r.job, result) for r, result in zip(group, summarized, strict=True)]
+        results += [(r.job, result) for r, result in zip(group, summarized, strict=True)]
+        for leader, result in zip(group, summarized, strict=True):
+            reused_result: Result = result
+            if isinstance(result, SummaryResult) and self.cache_rules is not None and leader.options.cache:
+                entries[leader.job.id] = self._entry(leader, result, summarizer)
+            for follower, similarity in followers.get(leader.job.id, []):
+                if isinstance(result, SummaryResult):
+                    reused_result = self._reused_from(leader.job.id, result, similarity, summarizer)
+                results.append((follower.job, reused_result))
+        return results
+
+    # -- reuse ------------------------------------------------------------------------------
+
+    def _key(self, r: _Runnable, summarizer: Summarizer) -> str:
+        assert self.cache_rules is not None  # noqa: S101 - only called with the cache on
+        return cache.cache_key(
+            scope=cache.scope_for(r.job.tenant, self.cache_rules.scope),
+            text=r.job.input_text,
+            params=r.params.model_dump(exclude_none=True),
+            model=summarizer.info.as_dict(),
+        )
+
+    def _entry(self, r: _Runnable, result: SummaryResult, summarizer: Summarizer) -> CacheEntry:
+        assert self.cache_rules is not None  # noqa: S101 - only called with the cache on
+        return cache.new_entry(
+            tenant=r.job.tenant,
+            scope=cache.scope_for(r.job.tenant, self.cache_rules.scope),
+            text=r.job.input_text,
+            params=r.params.model_dump(exclude_none=True),
+            model=result.model.as_dict(),
+            job_id=r.job.id,
+            summary=result.summary,
+            language=result.language,
+            input_tokens=result.input_tokens,
+            output_units=self._output_units(result, summarizer),
+            chunks=result.chunks,
+            fingerprint=cache.fingerprint(r.job.input_text, self.cache_rules),
+        )
+
+    @staticmethod
+    def _output_units(result: SummaryResult, summarizer: Summarizer) -> int:
+        """Tokens a generating model wrote (its own tokenizer counts them), words of an extract."""
+        if result.model.kind == "extractive":
+            return usage.output_units(result.summary)
+        return summarizer.count_tokens(result.summary)
+
+    def _model_of(self, job: JobRecord) -> Summarizer:
+        return self.models.get(self.models.variant_of(job))
+
+    def _reused_from(
+        self, source_id: str, result: SummaryResult, similarity: float, summarizer: Summarizer
+    ) -> _Reused:
+        return _Reused(
+            summary=result.summary,
+            language=result.language,
+            model=result.model.as_dict(),
+            input_tokens=result.input_tokens,
+            chunks=result.chunks,
+            output_units=self._output_units(result, summarizer),
+            source_job_id=source_id,
+            similarity=similarity,
+        )
+
+    def _reuse(
+        self, runnable: Sequence[_Runnable], summarizer: Summarizer
+    ) -> tuple[list[_Runnable], list[tuple[JobRecord, Result]], dict[str, list[tuple[_Runnable, float]]]]:
+        """Split the batch into jobs the cache answers, duplicates of another job in the batch
+        (they take its result once it has one), and the leaders the engine must run."""
+        rules = self.cache_rules
+        assert rules is not None  # noqa: S101 - only called with the cache on
+        model = summarizer.info.as_dict()
+        keys = {r.job.id: self._key(r, summarizer) for r in runnable if r.options.cache}
+        with self.engine.connect() as conn:
+            found = cache.get_many(conn, list(keys.values()), ttl_s=rules.ttl_s)
+            hits: dict[str, cache.Hit] = {}
+            # One scan of fingerprints per scope and parameters in this pull, not one per document.
+            indexes: dict[tuple[str, str], list[tuple[str, int]]] = {}
+            for r in runnable:
+                key = keys.get(r.job.id)
+                if key is None:
+                    continue
+                if key in found:
+                    hits[r.job.id] = cache.Hit(found[key], 1.0)
+                elif r.options.near_duplicates:
+                    scope = cache.scope_for(r.job.tenant, rules.scope)
+                    params = r.params.model_dump(exclude_none=True)
+                    group = (scope, cache.params_hash(params))
+                    if group not in indexes:
+                        indexes[group] = cache.near_index(
+                            conn,
+                            scope=scope,
+                            model=model,
+                            params=params,
+                            limit=rules.near_duplicate_scan_limit,
+                            ttl_s=rules.ttl_s,
+                        )
+                    hit = cache.near_hit(conn, indexes[group], r.job.input_text, rules)
+                    if hit is not None:
+                        hits[r.job.id] = hit
+        reused: list[tuple[JobRecord, Result]] = []
+        leaders: list[_Runnable] = []
+        followers: dict[str, list[tuple[_Runnable, float]]] = {}
+        leader_by_key: dict[str, _Runnable] = {}
+        prints: dict[str, int] = {}
+        for r in runnable:
+            hit = hits.get(r.job.id)
+            if hit is not None:
+                entry = hit.entry
+                reused.append(
+                    (
+                        r.job,
+                        _Reused(
+                            summary=entry.summary,
+                            language=entry.language,
+                            model=entry.model,
+                            input_tokens=entry.input_tokens,
+                            chunks=entry.chunks,
+                            output_units=entry.output_units,
+                            source_job_id=entry.job_id,
+                            similarity=hit.similarity,
+                        ),
+                    )
+                )
+                continue
+            key = keys.get(r.job.id)
+            if key is None:
+                leaders.append(r)
+                continue
+            leader = leader_by_key.get(key)
+            if leader is not None:
+                followers.setdefault(leader.job.id, []).append((r, 1.0))
+                continue
+            if r.options.near_duplicates:
+                own = cache.fingerprint(r.job.input_text, rules)
+                near = self._near_leader(r, own, leaders, prints)
+                if near is not None:
+                    leader, similarity = near
+                    followers.setdefault(leader.job.id, []).append((r, similarity))
+                    continue
+            leader_by_key[key] = r
+            leaders.append(r)
+        return leaders, reused, followers
+
+    def _near_leader(
+        self, r: _Runnable, own: int, leaders: Sequence[_Runnable], prints: dict[str, int]
+    ) -> tuple[_Runnable, float] | None:
+        """A leader earlier in the batch that ``r`` nearly duplicates (same tenant scope and params)."""
+        rules = self.cache_rules
+        assert rules is not None  # noqa: S101 - only called with the cache on
+        scope = cache.scope_for(r.job.tenant, rules.scope)
+        params = r.params.model_dump(exclude_none=True)
+        for leader in leaders:
+            if (
+                not leader.options.cache
+                or cache.scope_for(leader.job.tenant, rules.scope) != scope
+                or leader.params.model_dump(exclude_none=True) != params
+            ):
+                continue
+            theirs = prints.get(leader.job.id)
+            if theirs is None:
+                theirs = prints[leader.job.id] = cache.fingerprint(leader.job.input_text, rules)
+            if cache.is_near_duplicate(r.job.input_text, leader.job.input_text, own, theirs, rules):
+                return leader, sh_similarity(own, theirs)
+        return None
 
     # -- claiming ---------------------------------------------------------------------------
 
@@ -230,12 +431,13 @@ class JobExecutor:
         for job in claimed.running:
             variant = self.models.variant_of(job)
             try:
+                engine_params, options = cache.split_params(job.params)
                 # Each job's params were checked against its own variant's rules at submit.
-                params = self.models.get(variant).validate_params(job.params or {})
+                params = self.models.get(variant).validate_params(engine_params)
             except SummarizerError as exc:
                 invalid.append((job, exc))
             else:
-                runnable.append(_Runnable(job, params, variant))
+                runnable.append(_Runnable(job, params, variant, options))
         return runnable, invalid
 
     # -- running ----------------------------------------------------------------------------
@@ -268,7 +470,12 @@ class JobExecutor:
 
     # -- storing ----------------------------------------------------------------------------
 
-    def _store(self, results: Sequence[tuple[JobRecord, Result]], outcome: BatchOutcome) -> None:
+    def _store(
+        self,
+        results: Sequence[tuple[JobRecord, Result]],
+        outcome: BatchOutcome,
+        entries: Mapping[str, CacheEntry] | None = None,
+    ) -> None:
         """Every result of the batch in one transaction.
 
         When the database is away this raises at once: the consumer then leaves the offsets
@@ -286,18 +493,29 @@ class JobExecutor:
                 computed = self._stats(job, result)
                 if computed is not None:
                     stats[job.id] = computed
+        counted: list[tuple[JobRecord, int | None]] = []
         try:
             with self.engine.begin() as conn:
                 ended: list[JobRecord] = []
+                written: list[CacheEntry] = []
                 for job, result in results:
                     finished = self._store_one(conn, job, result, staged, summaries, stats)
                     if finished is not None:
                         ended.append(finished.job)
+                        counted.append((finished.job, self._output_of(job, result)))
+                        entry = (entries or {}).get(job.id)
+                        if entry is not None and finished.job.status == JobStatus.SUCCEEDED.value:
+                            written.append(entry)
+                # In the transaction that stores the results: an entry never names a job that
+                # did not end, nor does a job end without its entry.
+                cache.put(conn, written)
                 self._close_batches(conn, ended, staged)
         except DBAPIError as exc:
             raise StorageUnavailableError(
                 f"could not store the results of {len(results)} jobs: {exc}"
             ) from exc
+        for job, output in counted:
+            usage.count(job, usage.of_job(job, output=output))
         outcome.succeeded += staged.succeeded
         outcome.failed += staged.failed
         outcome.canceled += staged.canceled
@@ -308,6 +526,13 @@ class JobExecutor:
         outcome.failure_codes += staged.failure_codes
         outcome.ended += staged.ended
 
+    def _output_of(self, job: JobRecord, result: Result) -> int | None:
+        if isinstance(result, _Reused):
+            return result.output_units
+        if isinstance(result, SummaryResult):
+            return self._output_units(result, self._model_of(job))
+        return None
+
     def _store_one(
         self,
         conn: Connection,
@@ -317,7 +542,20 @@ class JobExecutor:
         summaries: Mapping[str, str],
         stats: Mapping[str, JobStats],
     ) -> Finished | None:
-        if isinstance(result, SummaryResult):
+        if isinstance(result, _Reused):
+            final = Outcome(
+                JobStatus.SUCCEEDED,
+                summary=result.summary,
+                language=result.language,
+                model=result.model,
+                timings={"total_s": 0.0},
+                input_tokens=result.input_tokens,
+                chunks=result.chunks,
+                output_units=result.output_units,
+                cache_hit_of=result.source_job_id,
+                similarity=result.similarity,
+            )
+        elif isinstance(result, SummaryResult):
             final = Outcome(
                 JobStatus.SUCCEEDED,
                 # Masked before it is stored: the API, webhooks and e-mails all read it from here.
@@ -327,6 +565,7 @@ class JobExecutor:
                 timings=result.timings,
                 input_tokens=result.input_tokens,
                 chunks=result.chunks,
+                output_units=self._output_units(result, self._model_of(job)),
             )
         elif result.code == "canceled":
             final = Outcome(JobStatus.CANCELED, error_code="canceled", error_message=result.message)

@@ -9,14 +9,16 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, func, or_, select, update
 
-from schema.models import JobStatus, batches_table, jobs_table, new_id, utcnow
+from schema.models import JobStatus, batches_table, jobs_table, new_id, usage_table, utcnow
 from schema.store.errors import BatchFinishedError, NotFoundError
 from schema.store.events import BATCH_COMPLETED, record_batch_event
 from schema.store.jobs import FINAL_VALUES, OPEN_STATUSES, WITHOUT_TEXT, from_row_without_text, insert_jobs
 from schema.store.records import BatchCounts, BatchRecord, JobRecord
+from schema.store.usage import Usage
 
 _JOBS = jobs_table
 _BATCHES = batches_table
+_USAGE = usage_table
 _INSERT_CHUNK = 1_000
 
 
@@ -43,6 +45,8 @@ class BatchResult:
     error_code: str | None
     error_message: str | None
     variant: str | None = None
+    # What the document cost (None before migration 0006's usage rows existed for it).
+    usage: dict[str, Any] | None = None
 
 
 def new_batch(*, tenant: str, total: int, **columns: Any) -> BatchRecord:
@@ -111,12 +115,26 @@ def results_page(conn: Connection, batch_id: str, *, after_id: str, limit: int) 
             _JOBS.c.error_code,
             _JOBS.c.error_message,
             _JOBS.c.variant,
+            _JOBS.c.cache_hit_of,
+            _USAGE.c.input_tokens,
+            _USAGE.c.output_units,
+            _USAGE.c.chunks,
+            _USAGE.c.engine_s,
+            _USAGE.c.cached,
         )
+        .select_from(_JOBS.outerjoin(_USAGE, _USAGE.c.job_id == _JOBS.c.id))
         .where(_JOBS.c.batch_id == batch_id, _JOBS.c.id > after_id, _JOBS.c.status.in_(FINAL_VALUES))
         .order_by(_JOBS.c.id)
         .limit(limit)
     ).all()
-    return [BatchResult(*row) for row in rows]
+    found: list[BatchResult] = []
+    for row in rows:
+        used = None
+        if row.input_tokens is not None:
+            used = Usage(row.input_tokens, row.output_units, row.chunks, row.engine_s, row.cached).as_dict()
+            used["cache_hit_of"] = row.cache_hit_of
+        found.append(BatchResult(*row[:7], usage=used))
+    return found
 
 
 def finished_after(

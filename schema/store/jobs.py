@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, insert, select, update
 
 from schema.models import FINAL_STATUSES, JobStatus, Lane, Route, jobs_table, new_id, outbox_table, utcnow
+from schema.store import usage
 from schema.store.errors import JobFinishedError, NotFoundError
 from schema.store.events import EVENT_FOR_STATUS, record_job_event
 from schema.store.records import JobRecord
@@ -58,6 +59,11 @@ class Outcome:
     chunks: int | None = None
     error_code: str | None = None
     error_message: str | None = None
+    # Output tokens when the engine knows them; the summary's words otherwise.
+    output_units: int | None = None
+    # Reused from another job's result (the cache, or a duplicate in the same batch).
+    cache_hit_of: str | None = None
+    similarity: float | None = None
 
 
 def new_job(*, tenant: str, text: str, **columns: Any) -> JobRecord:
@@ -98,6 +104,9 @@ def new_job(*, tenant: str, text: str, **columns: Any) -> JobRecord:
         "started_at": None,
         "finished_at": None,
         "pii_mode": None,
+        "cached": False,
+        "cache_hit_of": None,
+        "similarity": None,
     }
     unknown = set(columns) - set(values)
     if unknown:
@@ -106,10 +115,17 @@ def new_job(*, tenant: str, text: str, **columns: Any) -> JobRecord:
     return JobRecord(**values)
 
 
-def insert_jobs(conn: Connection, jobs: Sequence[JobRecord], *, topic_for: Mapping[str, str]) -> list[str]:
+def insert_jobs(
+    conn: Connection,
+    jobs: Sequence[JobRecord],
+    *,
+    topic_for: Mapping[str, str],
+    output_units: Mapping[str, int] | None = None,
+) -> list[str]:
     """Insert new jobs; queued ones get an outbox row on their lane's topic (``topic_for[lane]``).
 
-    A job inserted already final (answered on the sync path) records its event here. Returns the
+    A job inserted already final (answered on the sync path, or from the result cache) records its
+    event and its usage here (``output_units`` by job id, when known better than by words). Returns the
     delivery ids created. Raises IntegrityError on a duplicate idempotency key; the caller's
     transaction then rolls back whole.
     """
@@ -127,6 +143,14 @@ def insert_jobs(conn: Connection, jobs: Sequence[JobRecord], *, topic_for: Mappi
     for job in jobs:
         if job.status in FINAL_VALUES and (job.webhook_url or job.email):
             delivery_ids += record_job_event(conn, job, EVENT_FOR_STATUS[JobStatus(job.status)])
+    usage.record(
+        conn,
+        [
+            (job, usage.of_job(job, output=(output_units or {}).get(job.id)))
+            for job in jobs
+            if job.status in FINAL_VALUES
+        ],
+    )
     return delivery_ids
 
 
@@ -197,6 +221,7 @@ def _to_final(
     status: JobStatus,
     *,
     from_statuses: tuple[str, ...] = OPEN_STATUSES,
+    output_units: int | None = None,
     **values: Any,
 ) -> Finished | None:
     now = utcnow()
@@ -208,6 +233,7 @@ def _to_final(
     if result.rowcount == 0:
         return None
     job = get(conn, job_id)
+    usage.record(conn, [(job, usage.of_job(job, output=output_units))])
     return Finished(job, record_job_event(conn, job, EVENT_FOR_STATUS[status]))
 
 
@@ -226,7 +252,9 @@ def finish(conn: Connection, job_id: str, outcome: Outcome) -> Finished | None:
             progress_done=outcome.chunks or 0,
             progress_total=outcome.chunks or 0,
         )
-    return _to_final(conn, job_id, outcome.status, **values)
+        if outcome.cache_hit_of is not None:
+            values.update(cached=True, cache_hit_of=outcome.cache_hit_of, similarity=outcome.similarity)
+    return _to_final(conn, job_id, outcome.status, output_units=outcome.output_units, **values)
 
 
 def fail(conn: Connection, job_id: str, code: str, message: str) -> Finished | None:

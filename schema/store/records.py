@@ -65,6 +65,9 @@ class JobRecord(_Record):
     finished_at: datetime | None
     # Last, with a default, so that records built before the column existed still construct.
     pii_mode: str | None = None
+    cached: bool = False
+    cache_hit_of: str | None = None
+    similarity: float | None = None
 
     @property
     def is_final(self) -> bool:

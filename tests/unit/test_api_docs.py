@@ -259,8 +259,13 @@ def test_every_operation_answers_as_documented(client: TestClient, engine: Engin
     call("post", "/v1/webhook-endpoint/test", 202)
     call("delete", "/v1/webhook-endpoint", 204)
 
-    # the model variants: nothing a caller sends can make it fail (its 401 is checked below)
+    # the model variants and the cache purge: nothing a caller sends can make them fail (their
+    # 401s are checked below)
     call("get", "/v1/models", 200)
+    call("delete", "/v1/cache", 200)
+    # usage
+    call("get", "/v1/usage", 200, params={"from": "2026-01-01", "group_by": "day"})
+    call("get", "/v1/usage", 422, params={"group_by": "week"})
 
     operations = set(ERRORS_BY_OPERATION)
     assert set(call.seen) == operations

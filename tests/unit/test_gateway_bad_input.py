@@ -125,8 +125,8 @@ def test_the_openapi_document_lists_the_error_answers(small_client: TestClient) 
     document = small_client.get("/openapi.json").json()
     # Each operation lists the errors it can answer, no more (gateway.docs).
     for path, method, statuses in (
-        ("/v1/summaries", "post", {"400", "401", "409", "413", "422", "500", "503", "504"}),
-        ("/v1/batches", "post", {"400", "401", "413", "422", "500", "503"}),
+        ("/v1/summaries", "post", {"400", "401", "409", "413", "422", "429", "500", "503", "504"}),
+        ("/v1/batches", "post", {"400", "401", "413", "422", "429", "500", "503"}),
         ("/v1/summaries/{job_id}", "get", {"401", "404", "500", "503"}),
     ):
         responses = document["paths"][path][method]["responses"]

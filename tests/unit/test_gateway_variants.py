@@ -46,10 +46,10 @@ def build(settings: SummarizerSettings) -> Summarizer:
     name = {words: name for name, words in WORDS.items()}[settings.default_max_words]
     if name == "broken":
         raise SummarizerConfigError("summarizer.model: the weights are gone")
-    fake = FakeSummarizer(default_max_words=settings.default_max_words)
+    fake = FakeSummarizer(
+        default_max_words=settings.default_max_words, adapters=ADAPTERS if name == "b" else None
+    )
     fake.info = replace(fake.info, name=f"fake-{name}", sha256=name[0] * 64)
-    if name == "b":
-        fake.adapters = ADAPTERS  # type: ignore[attr-defined]
     BUILT[name] = fake
     return fake
 

@@ -1,0 +1,85 @@
+"""The result cache on the submit path: find a text's summary before running it, and keep new ones.
+
+Not to be confused with :mod:`gateway.cache` (a TTL cache of lookups) or
+:mod:`gateway.endpoint_cache` (tenants' webhook endpoints): this one holds summaries, in the
+database, shared by every replica and the workers (see :mod:`schema.store.cache`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from sqlalchemy import Connection
+
+from gateway.deps import StateDep, TenantDep
+from gateway.state import GatewayState
+from schema.store import cache, jobs
+from schema.store.cache import CacheEntry, CacheOptions, Hit
+from schema.store.records import JobRecord
+from summarizer import Summarizer, SummaryResult
+
+router = APIRouter(prefix="/v1", tags=["cache"])
+
+
+def enabled(state: GatewayState, options: CacheOptions) -> bool:
+    return state.settings.cache.enabled and options.cache
+
+
+async def lookup(
+    state: GatewayState,
+    summarizer: Summarizer | None,
+    *,
+    tenant: str,
+    text: str,
+    params: dict[str, Any],
+    options: CacheOptions,
+) -> Hit | None:
+    """The cached answer to this request, if any. Without a loaded model the gateway cannot name
+    the model that would run the job, so it does not guess: the worker looks again."""
+    if summarizer is None or not enabled(state, options):
+        return None
+    rules = state.settings.cache
+    return await state.read(
+        cache.find,
+        scope=cache.scope_for(tenant, rules.scope),
+        text=text,
+        params=params,
+        model=summarizer.info.as_dict(),
+        near_duplicates=options.near_duplicates,
+        rules=rules,
+    )
+
+
+def entry_for(
+    state: GatewayState, job: JobRecord, text: str, params: dict[str, Any], result: SummaryResult
+) -> CacheEntry:
+    rules = state.settings.cache
+    return cache.new_entry(
+        tenant=job.tenant,
+        scope=cache.scope_for(job.tenant, rules.scope),
+        text=text,
+        params=params,
+        model=result.model.as_dict(),
+        job_id=job.id,
+        summary=result.summary,
+        language=result.language,
+        input_tokens=job.input_tokens,
+        output_units=len(result.summary.split()),
+        chunks=result.chunks,
+        fingerprint=cache.fingerprint(text, rules),
+    )
+
+
+def insert_hit(conn: Connection, job: JobRecord, key: str, *, topic_for: dict[str, str]) -> list[str]:
+    """Store a job the cache answered (final at once: no outbox row) and count the hit."""
+    delivery_ids = jobs.insert_jobs(conn, [job], topic_for=topic_for)
+    cache.record_hits(conn, [key])
+    return delivery_ids
+
+
+@router.delete("/cache")
+async def purge_cache(state: StateDep, tenant: TenantDep) -> dict[str, Any]:
+    """Forget every summary this tenant's jobs put in the cache."""
+    deleted = await state.write(cache.purge, tenant)
+    return {"deleted": deleted}
