@@ -16,6 +16,76 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
 
+class SelectionSettings(_Section):
+    """How the extractive model picks sentences (``summarizer.select``); tuned on PEPs, see docs/benchmarks.md."""
+
+    min_words: int = Field(default=5, ge=1, description="Shortest sentence, in words, a summary may take.")
+    max_words: int = Field(
+        default=60,
+        ge=1,
+        description="Longest sentence (or colon sentence with its list), in words, a summary may take.",
+    )
+    centroid_weight: float = Field(
+        default=1.0, description="Weight of a sentence's cosine to the document centroid."
+    )
+    centrality_weight: float = Field(
+        default=0.0,
+        description="Weight of directed (PacSum) centrality, scaled to [0, 1] per document; 0 turns it off.",
+    )
+    forward_weight: float = Field(
+        default=-1.0,
+        description="Directed centrality: weight of a sentence's edges to earlier sentences (negative: repeating"
+        " what came before counts against it).",
+    )
+    backward_weight: float = Field(
+        default=1.0, description="Directed centrality: weight of a sentence's edges to later sentences."
+    )
+    edge_threshold: float = Field(
+        default=0.5,
+        ge=0.0,
+        le=1.0,
+        description="Directed centrality: an edge counts above this fraction of the way from the document's"
+        " lowest to its highest sentence similarity.",
+    )
+    position_weight: float = Field(
+        default=0.15,
+        description="Prior for early sentences: this much for the first, halved at position_scale.",
+    )
+    position_scale: float = Field(
+        default=20.0, gt=0, description="Sentence position at which the position prior has halved."
+    )
+    section_weight: float = Field(
+        default=0.0,
+        description="Prior for the first sentence of each section (sections follow headings); 0: off.",
+    )
+    section_scale: float = Field(
+        default=1.0,
+        gt=0,
+        description="Sentence rank within its section at which the section prior has halved.",
+    )
+    section_order_scale: float = Field(
+        default=1e9,
+        gt=0,
+        description="Section rank at which the section prior has halved again (large: every section alike).",
+    )
+    boilerplate_penalty: float = Field(
+        default=0.0,
+        ge=0.0,
+        description="Penalty for a sentence that is all code tokens or holds a URL, in proportion to its share of them.",
+    )
+    redundancy: float = Field(
+        default=0.3,
+        ge=0.0,
+        description="MMR: weight of a sentence's similarity to the closest one already picked.",
+    )
+    duplicate_threshold: float = Field(
+        default=0.92,
+        gt=0.0,
+        le=1.0,
+        description="Sentences this similar to one already picked are skipped outright.",
+    )
+
+
 class SummarizerSettings(_Section):
     model: str = Field(
         default="minilm",
@@ -48,3 +118,4 @@ class SummarizerSettings(_Section):
         default=128, ge=1, le=1_024, description="Abstractive summary length when a request names none."
     )
     num_threads: int = Field(default=0, ge=0, description="Inference threads; 0 lets the runtime decide.")
+    selection: SelectionSettings = Field(default_factory=SelectionSettings)
