@@ -150,10 +150,22 @@ def baselines(set_name: str, ids: Sequence[str]) -> dict[str, np.ndarray]:
     return out
 
 
+def _cached_baselines(cache: Path, set_name: str, ids: Sequence[str]) -> dict[str, np.ndarray]:
+    path = cache / f"{set_name}-baselines.npz"
+    if path.is_file():
+        return dict(np.load(path))
+    out = baselines(set_name, ids)
+    np.savez(path, **out)
+    return out
+
+
 def _splits(sets: dict[str, list[CachedDoc]]) -> dict[str, list[CachedDoc]]:
     peps = sets["peps"]
     half = len(peps) // 2
-    return {"peps[:half]": peps[:half], "peps[half:]": peps[half:], "peps": peps, "keps": sets["keps"]}
+    splits = {"peps[:half]": peps[:half], "peps[half:]": peps[half:], "peps": peps}
+    if "keps" in sets:
+        splits["keps"] = sets["keps"]
+    return splits
 
 
 def report(
@@ -231,7 +243,7 @@ GRID: dict[str, list[Any]] = {
     "boilerplate_penalty": [0.0, 0.1, 0.2, 0.4, 0.8],
     "redundancy": [0.0, 0.15, 0.3, 0.5, 0.8],
     "min_words": [5, 8, 10, 12],
-    "max_words": [30, 40, 50, 60],
+    "pick_max_words": [30, 40, 50, 60],
 }
 
 
@@ -241,17 +253,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--search", action="store_true", help="tune on the first half of the PEPs")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--config", default="{}", help="JSON overrides of the selection defaults")
+    parser.add_argument("--grid", default=None, help="JSON grid to search instead of the built-in one")
     args = parser.parse_args(argv)
     began = time.perf_counter()
-    sets = {name: load(args.cache / f"{name}.npz") for name in ("peps", "keps")}
-    base = {name: baselines(name, [doc.id for doc in docs]) for name, docs in sets.items()}
+    sets = {
+        name: load(args.cache / f"{name}.npz")
+        for name in ("peps", "keps")
+        if (args.cache / f"{name}.npz").is_file()
+    }
+    base = {
+        name: _cached_baselines(args.cache, name, [doc.id for doc in docs]) for name, docs in sets.items()
+    }
     print(f"(loaded in {time.perf_counter() - began:.0f} s)", flush=True)
     config = replace(SelectionConfig(), **json.loads(args.config))
     print("start:", config)
     report(sets, config, base)
     if args.search:
         tune = _splits(sets)["peps[:half]"]
-        config = search(tune, config, GRID, args.rounds)
+        config = search(tune, config, json.loads(args.grid) if args.grid else GRID, args.rounds)
         changed = {
             f.name: getattr(config, f.name) for f in fields(config) if getattr(config, f.name) != f.default
         }

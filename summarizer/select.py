@@ -1,10 +1,14 @@
 """Choosing sentences from their embeddings.
 
-The default was chosen by ROUGE on PEP documents with human abstracts (see ``condense eval``):
-similarity to the document centroid, a prior for early sentences (introductions state the point),
-and a redundancy penalty against sentences already picked (MMR), over sentences of a sensible
-length. The chosen sentences are returned in document order. ``words`` are word units
-(:func:`summarizer.language.count_words`: a CJK character counts as one word).
+A sentence's score adds up its cosine to the document centroid, its directed (PacSum) centrality
+(similar to much of what follows it, not a repeat of what came before), a prior for early
+sentences and one for the opening sentences of each section (introductions and section openings
+state the point), less a penalty for code and URLs. Sentences are then picked greedily with a
+redundancy penalty against those already picked (MMR), among candidates of a sensible length,
+and returned in document order. The knobs were tuned by ROUGE on the first half of the shipped PEPs
+only and checked on the other half and on the KEPs (``benchmarks/quality_tune.py``,
+docs/benchmarks.md). ``words`` are word units (:func:`summarizer.language.count_words`: a CJK
+character counts as one word).
 """
 
 from __future__ import annotations
@@ -22,25 +26,31 @@ from summarizer.segment import Segment, join_units
 @dataclass(frozen=True)
 class SelectionConfig:
     min_words: int = 5
+    # Longest colon sentence joined with its list into one candidate.
     max_words: int = 60
+    # Longest candidate a summary takes: shorter sentences leave room for more points.
+    pick_max_words: int = 50
     # Weight of the cosine to the document centroid.
     centroid_weight: float = 1.0
     # Directed centrality (PacSum): edges above the threshold count towards the sentence, those to
     # earlier sentences with ``forward_weight``, to later ones with ``backward_weight``; the sum is
     # scaled to [0, 1] per document before ``centrality_weight`` applies.
-    centrality_weight: float = 0.0
-    forward_weight: float = -1.0
+    centrality_weight: float = 0.5
+    forward_weight: float = -0.5
     backward_weight: float = 1.0
     # Fraction of the way from the document's lowest to its highest similarity an edge must reach.
     edge_threshold: float = 0.5
-    position_weight: float = 0.15
+    position_weight: float = 0.25
     position_scale: float = 20.0
     # Prior for the first sentences of each section, and for the early sections.
-    section_weight: float = 0.0
-    section_scale: float = 1.0
+    section_weight: float = 0.2
+    section_scale: float = 2.0
     section_order_scale: float = 1e9
     # Penalty for sentences made of code, URLs and markup rather than words.
-    boilerplate_penalty: float = 0.0
+    boilerplate_penalty: float = 0.1
+    # Sentences whose cosine to the centroid is under this fraction of the document's best are never
+    # picked: a short off-topic sentence would otherwise fill what is left of the budget.
+    relevance_floor: float = 0.6
     redundancy: float = 0.3
     # Sentences this similar to one already picked are skipped outright.
     duplicate_threshold: float = 0.92
@@ -137,12 +147,13 @@ def scores(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each sentence's score before redundancy control, and which are of a sensible length."""
     count = len(words)
-    eligible = np.array([config.min_words <= w <= config.max_words for w in words])
+    eligible = np.array([config.min_words <= w <= config.pick_max_words for w in words])
     if not eligible.any():
         eligible = np.ones(count, dtype=bool)
     centroid = embeddings[eligible].mean(axis=0)
     centroid /= max(float(np.linalg.norm(centroid)), 1e-12)
-    total = config.centroid_weight * (embeddings @ centroid)
+    relevance = embeddings @ centroid
+    total = config.centroid_weight * relevance
     total += config.position_weight / (1.0 + np.asarray(positions, dtype=np.float32) / config.position_scale)
     if config.centrality_weight:
         # Over eligible sentences only: fragments and long lists would otherwise pull edges.
@@ -166,6 +177,12 @@ def scores(
         total -= config.boilerplate_penalty * np.array(
             [boilerplate(text) for text in texts], dtype=np.float32
         )
+    if config.relevance_floor:
+        best = float(relevance[eligible].max())
+        if best > 0:
+            floor = relevance >= config.relevance_floor * best
+            if (eligible & floor).any():
+                eligible &= floor
     return total.astype(np.float32), eligible
 
 

@@ -23,17 +23,22 @@ class SelectionSettings(_Section):
     max_words: int = Field(
         default=60,
         ge=1,
-        description="Longest sentence (or colon sentence with its list), in words, a summary may take.",
+        description="Longest sentence ending in a colon joined with its list into one candidate, in words.",
+    )
+    pick_max_words: int = Field(
+        default=50,
+        ge=1,
+        description="Longest candidate, in words, a summary may take (shorter ones leave room for more).",
     )
     centroid_weight: float = Field(
         default=1.0, description="Weight of a sentence's cosine to the document centroid."
     )
     centrality_weight: float = Field(
-        default=0.0,
+        default=0.5,
         description="Weight of directed (PacSum) centrality, scaled to [0, 1] per document; 0 turns it off.",
     )
     forward_weight: float = Field(
-        default=-1.0,
+        default=-0.5,
         description="Directed centrality: weight of a sentence's edges to earlier sentences (negative: repeating"
         " what came before counts against it).",
     )
@@ -48,18 +53,18 @@ class SelectionSettings(_Section):
         " lowest to its highest sentence similarity.",
     )
     position_weight: float = Field(
-        default=0.15,
+        default=0.25,
         description="Prior for early sentences: this much for the first, halved at position_scale.",
     )
     position_scale: float = Field(
         default=20.0, gt=0, description="Sentence position at which the position prior has halved."
     )
     section_weight: float = Field(
-        default=0.0,
+        default=0.2,
         description="Prior for the first sentence of each section (sections follow headings); 0: off.",
     )
     section_scale: float = Field(
-        default=1.0,
+        default=2.0,
         gt=0,
         description="Sentence rank within its section at which the section prior has halved.",
     )
@@ -69,9 +74,16 @@ class SelectionSettings(_Section):
         description="Section rank at which the section prior has halved again (large: every section alike).",
     )
     boilerplate_penalty: float = Field(
-        default=0.0,
+        default=0.1,
         ge=0.0,
         description="Penalty for a sentence that is all code tokens or holds a URL, in proportion to its share of them.",
+    )
+    relevance_floor: float = Field(
+        default=0.6,
+        ge=0.0,
+        le=1.0,
+        description="Sentences whose cosine to the document centroid is under this fraction of the best one's are"
+        " never picked (keeps off-topic filler out of the budget's last words).",
     )
     redundancy: float = Field(
         default=0.3,

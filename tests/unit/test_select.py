@@ -27,6 +27,7 @@ BARE = SelectionConfig(
     boilerplate_penalty=0.0,
     redundancy=0.0,
     duplicate_threshold=1.0,
+    relevance_floor=0.0,
     min_words=1,
 )
 
@@ -154,3 +155,14 @@ def test_selection_is_deterministic_and_order_free_of_ties() -> None:
 def test_settings_and_selection_config_carry_the_same_knobs_and_defaults() -> None:
     settings = SummarizerSettings().selection.model_dump()
     assert SelectionConfig(**settings) == SelectionConfig()
+
+
+def test_relevance_floor_keeps_off_topic_filler_out_of_the_budget() -> None:
+    # Three sentences on the topic, one far from it that would fit the words left over.
+    embeddings = _unit([[1.0, 0.1, 0.0], [1.0, 0.0, 0.1], [0.9, 0.2, 0.1], [0.1, 0.0, 1.0]])
+    words = [20, 20, 20, 5]
+    config = dataclasses.replace(BARE, centroid_weight=1.0)
+    loose = select(embeddings, words, [0, 1, 2, 3], max_words=45, config=config)
+    assert len(loose) == 3 and loose[-1] == 3
+    floored = dataclasses.replace(config, relevance_floor=0.6)
+    assert select(embeddings, words, [0, 1, 2, 3], max_words=45, config=floored) == loose[:2]
