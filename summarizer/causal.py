@@ -46,6 +46,7 @@ from summarizer.types import (
     SummaryParams,
     SummaryResult,
     broadcast_params,
+    settings_digest,
 )
 
 log = logging.getLogger(__name__)
@@ -256,6 +257,7 @@ class CausalLMSummarizer(Summarizer):
             quantization=quantization,
             kind="causal",
             device=self.device,
+            settings_sha256=settings_digest(settings.prompt),
         )
 
     # -- loading -------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from summarizer.errors import CanceledError, InvalidDocumentError, SummarizerErr
 from summarizer.language import detect_language
 from summarizer.runtime import hash_weights, resolve_device, set_threads
 from summarizer.segment import Segment, segment, summary_units
-from summarizer.select import SelectionConfig, summarize_units
+from summarizer.select import SelectionConfig, section_numbers, summarize_units
 from summarizer.settings import SummarizerSettings
 from summarizer.types import (
     CancelCheck,
@@ -32,6 +32,7 @@ from summarizer.types import (
     SummaryResult,
     broadcast_params,
     parse_params,
+    settings_digest,
 )
 
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
@@ -73,6 +74,8 @@ class _Doc:
     # The document's own text as summary units: its summary when it fits the budget.
     whole: list[str]
     language: str
+    # The number of the section each sentence is in (headings before it), for the section prior.
+    sections: list[int] = field(default_factory=list)
     batches_total: int = 0
     batches_done: int = 0
     timings: dict[str, float] = field(default_factory=dict)
@@ -107,6 +110,7 @@ class ExtractiveSummarizer(Summarizer):
             quantization=load.quantization,
             kind="extractive",
             device=load.device,
+            settings_sha256=settings_digest(settings.selection),
         )
         self.max_batch_tokens = (
             min(settings.max_batch_tokens, CPU_BATCH_TOKENS)
@@ -114,7 +118,7 @@ class ExtractiveSummarizer(Summarizer):
             else settings.max_batch_tokens
         )
         self.defaults: dict[str, Any] = {"max_words": settings.default_max_words}
-        self.selection = SelectionConfig()
+        self.selection = SelectionConfig(**settings.selection.model_dump())
 
     def validate_params(self, params: Mapping[str, Any] | None) -> SummaryParams:
         return parse_params(params, kind="extractive", model_name=self.info.name, defaults=self.defaults)
@@ -154,6 +158,7 @@ class ExtractiveSummarizer(Summarizer):
             weights=np.zeros(len(kept), dtype=np.float32),
             whole=[unit.text for unit in whole],
             language=detect_language(text),
+            sections=section_numbers([s for s, _ in kept], segments),
         )
         prepared.timings["segment_s"] = time.perf_counter() - began
         return prepared
@@ -239,6 +244,7 @@ class ExtractiveSummarizer(Summarizer):
             whole=item.whole,
             max_words=item.params.max_words or self.defaults["max_words"],
             max_sentences=item.params.max_sentences,
+            sections=item.sections,
             config=self.selection,
         )
         item.timings["select_s"] = time.perf_counter() - began

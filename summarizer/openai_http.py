@@ -47,6 +47,7 @@ from summarizer.types import (
     SummaryParams,
     SummaryResult,
     broadcast_params,
+    settings_digest,
 )
 
 # Where a chunk may end; the pieces between keep their whitespace, so joined they are the text.
@@ -136,6 +137,7 @@ class OpenAIHTTPSummarizer(Summarizer):
             quantization="remote",
             kind="causal",
             device="remote",
+            settings_sha256=settings_digest(settings.prompt),
         )
 
     def close(self) -> None:

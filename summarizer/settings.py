@@ -57,6 +57,88 @@ class OpenAISettings(_Section):
     )
 
 
+class SelectionSettings(_Section):
+    """How the extractive model picks sentences (``summarizer.select``); tuned on PEPs, see docs/benchmarks.md."""
+
+    min_words: int = Field(default=5, ge=1, description="Shortest sentence, in words, a summary may take.")
+    max_words: int = Field(
+        default=60,
+        ge=1,
+        description="Longest sentence ending in a colon joined with its list into one candidate, in words.",
+    )
+    pick_max_words: int = Field(
+        default=50,
+        ge=1,
+        description="Longest candidate, in words, a summary may take (shorter ones leave room for more).",
+    )
+    centroid_weight: float = Field(
+        default=1.0, description="Weight of a sentence's cosine to the document centroid."
+    )
+    centrality_weight: float = Field(
+        default=0.5,
+        description="Weight of directed (PacSum) centrality, scaled to [0, 1] per document; 0 turns it off.",
+    )
+    forward_weight: float = Field(
+        default=-0.5,
+        description="Directed centrality: weight of a sentence's edges to earlier sentences (negative: repeating"
+        " what came before counts against it).",
+    )
+    backward_weight: float = Field(
+        default=1.0, description="Directed centrality: weight of a sentence's edges to later sentences."
+    )
+    edge_threshold: float = Field(
+        default=0.5,
+        ge=0.0,
+        le=1.0,
+        description="Directed centrality: an edge counts above this fraction of the way from the document's"
+        " lowest to its highest sentence similarity.",
+    )
+    position_weight: float = Field(
+        default=0.25,
+        description="Prior for early sentences: this much for the first, halved at position_scale.",
+    )
+    position_scale: float = Field(
+        default=20.0, gt=0, description="Sentence position at which the position prior has halved."
+    )
+    section_weight: float = Field(
+        default=0.2,
+        description="Prior for the first sentence of each section (sections follow headings); 0: off.",
+    )
+    section_scale: float = Field(
+        default=2.0,
+        gt=0,
+        description="Sentence rank within its section at which the section prior has halved.",
+    )
+    section_order_scale: float = Field(
+        default=1e9,
+        gt=0,
+        description="Section rank at which the section prior has halved again (large: every section alike).",
+    )
+    boilerplate_penalty: float = Field(
+        default=0.1,
+        ge=0.0,
+        description="Penalty for a sentence that is all code tokens or holds a URL, in proportion to its share of them.",
+    )
+    relevance_floor: float = Field(
+        default=0.6,
+        ge=0.0,
+        le=1.0,
+        description="Sentences whose cosine to the document centroid is under this fraction of the best one's are"
+        " never picked (keeps off-topic filler out of the budget's last words).",
+    )
+    redundancy: float = Field(
+        default=0.3,
+        ge=0.0,
+        description="MMR: weight of a sentence's similarity to the closest one already picked.",
+    )
+    duplicate_threshold: float = Field(
+        default=0.92,
+        gt=0.0,
+        le=1.0,
+        description="Sentences this similar to one already picked are skipped outright.",
+    )
+
+
 class SummarizerSettings(_Section):
     model: str = Field(
         default="minilm",
@@ -111,3 +193,4 @@ class SummarizerSettings(_Section):
         " with params.adapter.",
     )
     openai: OpenAISettings = Field(default_factory=OpenAISettings)
+    selection: SelectionSettings = Field(default_factory=SelectionSettings)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import abc
 import functools
+import hashlib
 import importlib.metadata
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Annotated, Any, Literal
@@ -45,6 +47,12 @@ ProgressCallback = Callable[[int, int, int], None]
 CancelCheck = Callable[[int], bool]
 
 
+def settings_digest(*parts: BaseModel) -> str:
+    """A short, stable digest of settings sections (their JSON with sorted keys)."""
+    text = "\0".join(json.dumps(part.model_dump(mode="json"), sort_keys=True) for part in parts)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 @functools.cache
 def package_version() -> str:
     try:
@@ -71,6 +79,9 @@ class ModelInfo:
     #: The LoRA adapter a summary was written with and the SHA-256 of its files; None without one.
     adapter: str | None = None
     adapter_sha256: str | None = None
+    #: Digest of the engine settings that decide a summary's bytes besides the weights (the
+    #: extractive selection rules, an instruct model's prompt); None where there are none.
+    settings_sha256: str | None = None
     engine_version: str = field(init=False)
     #: Digest of the manifest of every file the model was loaded from (summarizer.manifest); empty
     #: when no manifest was taken (test doubles).

@@ -29,7 +29,7 @@ from summarizer.errors import InvalidParamsError
 GLOBAL_SCOPE: Final = "*"
 # What names a model's output beyond its weights; ``device`` is left out on purpose: the same
 # weights and engine recipe on another processor are the same model to a client.
-_IDENTITY_KEYS: Final = ("name", "sha256", "engine_version", "kind", "variant", "adapter")
+_IDENTITY_KEYS: Final = ("name", "sha256", "engine_version", "settings_sha256", "kind", "variant", "adapter")
 
 _CACHE = result_cache_table
 _JOBS = jobs_table

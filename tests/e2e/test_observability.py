@@ -212,7 +212,7 @@ def test_metrics_probes_and_logs_of_every_process(
     assert notifier_a.count("condense_notification_attempt_seconds_count") >= 1
 
     # -- logs -------------------------------------------------------------------------------------
-    worker_lines = _json_lines(run.stack.child("worker-0").log_path, after='"model loaded')
+    worker_lines = _json_lines(run.stack.child("worker-0").log_path, after="model of variant")
     assert worker_lines and all(line["component"] == "worker" for line in worker_lines)
     finished = {line["job_id"]: line for line in worker_lines if "job_id" in line and "status" in line}
     assert set(finished) == {*good, bad}
