@@ -76,6 +76,7 @@ class Relay:
             # noticed by the wait below rather than missed until it times out.
             seen = self.watch.signature() if self.watch is not None else ()
             try:
+                self.publisher.connect()
                 if time.monotonic() - last_sweep >= sweep_interval_s:
                     last_sweep = time.monotonic()
                     self.sweep()

@@ -70,6 +70,12 @@ class OutboxPublisher:
             log.warning("the broker lost published job ids (%s); republishing every queued job", why)
         self._lost_before = now
 
+    def connect(self, now: datetime | None = None) -> None:
+        """Make sure of the topics and the producer now, not at the first job: workers that find
+        their topics at start hold their partitions before any job arrives, instead of joining the
+        group when the first job's publication creates the topics."""
+        self._connect(now or utcnow())
+
     def _connect(self, now: datetime) -> KafkaProducer:
         if self._producer is None:
             created = ensure_topics(self.settings)

@@ -337,7 +337,11 @@ class BatchConsumer:
         self.close()
 
     def _idle_wait(self, stop: threading.Event, seen: Signature | None) -> None:
-        if self.watch is None or seen is None:
+        # Only once both lanes hold their partitions: joining the group (and learning of a topic
+        # the relay's first publication created) takes several polls, which a long wait would
+        # space out by seconds each, leaving the first jobs unread for a minute.
+        settled = bool(self._lanes) and all(lane.consumer.assignment() for lane in self._lanes.values())
+        if self.watch is None or seen is None or not settled:
             stop.wait(_IDLE_PAUSE_S)
         elif self.watch.wait(seen, stop, _WATCHED_IDLE_PAUSE_S):
             # Something was committed, perhaps a job on its way through the relay: poll at the

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 
 from sqlalchemy import text
 
@@ -79,6 +80,10 @@ def test_an_idle_worker_loop_waits_on_the_database_and_a_commit_wakes_it(tmp_pat
     consumer = BatchConsumer(Settings(), executor=None, watch=watch, clock=lambda: 100.0)  # type: ignore[arg-type]
     consumer._idle_since = 0.0
     assert consumer.idle
+    # Lanes that hold their partitions (stand-ins for the Kafka consumers: only assignment() is read).
+    partitions: set[int] = {0}
+    lane = SimpleNamespace(consumer=SimpleNamespace(assignment=lambda: partitions))
+    consumer._lanes = {"interactive": lane, "bulk": lane}  # type: ignore[dict-item]
 
     # Nothing committed: the wait runs to its end (here: the stop event), the loop stays idle.
     stop = threading.Event()
@@ -92,4 +97,14 @@ def test_an_idle_worker_loop_waits_on_the_database_and_a_commit_wakes_it(tmp_pat
         conn.execute(text("INSERT INTO outbox (id) VALUES (1)"))
     consumer._idle_wait(threading.Event(), seen)
     assert not consumer.idle
+
+    # While a lane is still joining the group, the loop keeps its short pause and ignores the file:
+    # the join needs polls, and the first jobs would otherwise wait for it.
+    partitions.clear()
+    consumer._idle_since = 0.0
+    seen = watch.signature()
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO outbox (id) VALUES (2)"))
+    consumer._idle_wait(stop, seen)
+    assert consumer.idle
     engine.dispose()
