@@ -24,7 +24,7 @@ lint: install
 	$(BIN)/mypy
 
 test: lint
-	$(BIN)/pytest -q -p no:cacheprovider --durations=15 --ignore=tests/chaos $(PYTEST_ARGS)
+	$(BIN)/pytest -q -p no:cacheprovider --durations=15 --ignore=tests/chaos -m "not drill" $(PYTEST_ARGS)
 
 unit: install
 	$(BIN)/pytest -q tests/unit
@@ -38,6 +38,7 @@ e2e: install
 # Drills that kill and restart each part of a stack under load, and API fuzzing (minutes; PostgreSQL
 # and tansu needed). Not part of `make test`.
 chaos: install
+	$(BIN)/pytest -q -p no:cacheprovider -m drill tests/e2e
 	RUN_CHAOS=1 $(BIN)/pytest -q -s -p no:cacheprovider tests/chaos $(PYTEST_ARGS)
 
 bench: install

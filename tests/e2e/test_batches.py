@@ -10,6 +10,8 @@ import time
 import zipfile
 from pathlib import Path
 
+import pytest
+
 from condense.client import Client
 from tests.fixtures.pipeline import PipelineFactory, expect_json, make_document
 
@@ -22,6 +24,7 @@ def zip_of(documents: dict[str, str]) -> bytes:
     return buffer.getvalue()
 
 
+@pytest.mark.drill
 def test_zip_of_1000_documents_completes_without_starving_a_single_job(
     pipeline: PipelineFactory, sqlite_url: str
 ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 from sqlalchemy import create_engine, func, select
 
 from schema.db import sync_url
@@ -14,6 +15,7 @@ from tests.fixtures.pipeline import PipelineFactory, make_document
 HOOK = {"url": "http://127.0.0.1:9/hook", "secret": "whsec_dGVzdC1zZWNyZXQtdGVzdC1zZWNyZXQ="}
 
 
+@pytest.mark.drill
 def test_200_long_documents_all_succeed(pipeline: PipelineFactory, db_url: str) -> None:
     run = pipeline(db_url)
     documents = [make_document(seed) for seed in range(200)]
