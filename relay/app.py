@@ -76,10 +76,11 @@ class Relay:
             # noticed by the wait below rather than missed until it times out.
             seen = self.watch.signature() if self.watch is not None else ()
             try:
-                self.publisher.connect()
                 if time.monotonic() - last_sweep >= sweep_interval_s:
                     last_sweep = time.monotonic()
                     self.sweep()
+                # After the sweep, whose figures must go on while the broker is away.
+                self.publisher.connect()
                 count = self.publisher.publish_once()
                 backoff = _BACKOFF_MIN_S
                 self.last_error = None
