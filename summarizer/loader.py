@@ -76,7 +76,15 @@ def _load(settings: SummarizerSettings) -> tuple[Path, Summarizer]:
 def _with_manifest(settings: SummarizerSettings, model_dir: Path, summarizer: Summarizer) -> Summarizer:
     """Hash what was loaded against the manifest; the caller decides what a mismatch means."""
     export_dir = getattr(summarizer, "cache_path", None)
-    checked = manifest.check(Path(settings.cache_dir), summarizer.info.name, model_dir, export_dir)
+    adapters = {name: Path(path).expanduser() for name, path in settings.adapters.items()}
+    checked = manifest.check(
+        Path(settings.cache_dir),
+        summarizer.info.name,
+        model_dir,
+        export_dir,
+        flavour=f"{summarizer.info.backend}/{summarizer.info.quantization}",
+        adapters=adapters,
+    )
     if checked.differences:
         log.warning(
             "model files differ from the manifest %s: %s", checked.path, "; ".join(checked.differences)

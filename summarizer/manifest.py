@@ -121,9 +121,13 @@ def manifest_dir(cache_dir: Path) -> Path:
     return cache_dir / "manifests"
 
 
-def manifest_path(cache_dir: Path, source_dir: Path) -> Path:
-    # One manifest per source directory: a model replaced in place is what it must catch.
-    key = hashlib.sha256(str(source_dir.resolve()).encode()).hexdigest()[:16]
+def manifest_path(cache_dir: Path, source_dir: Path, flavour: str = "") -> Path:
+    # One manifest per source directory and export flavour (the backend): a model replaced in place
+    # is what it must catch, while the same model exported twice (int8 and fp32) has two file sets
+    # that are both right. The export directory itself cannot be the key: its name carries the
+    # weights' hash, so a replaced model would get a fresh manifest instead of a mismatch.
+    name = str(source_dir.resolve()) if not flavour else f"{source_dir.resolve()}\0{flavour}"
+    key = hashlib.sha256(name.encode()).hexdigest()[:16]
     return manifest_dir(cache_dir) / f"{source_dir.name}-{key}.json"
 
 
@@ -134,13 +138,27 @@ def _write(path: Path, manifest: Manifest) -> None:
     os.replace(tmp, path)
 
 
-def check(cache_dir: Path, model: str, source_dir: Path, export_dir: Path | None) -> ManifestCheck:
-    """Hash the model's files; write the manifest if there is none, else compare with it."""
+def check(
+    cache_dir: Path,
+    model: str,
+    source_dir: Path,
+    export_dir: Path | None,
+    *,
+    flavour: str = "",
+    adapters: Mapping[str, Path] | None = None,
+) -> ManifestCheck:
+    """Hash the model's files; write the manifest if there is none, else compare with it.
+
+    ``adapters`` (name -> directory) are hashed as roots ``adapter:<name>``: a retrained adapter
+    swapped in place changes summaries as surely as new base weights.
+    """
     roots = {"source": source_dir}
     if export_dir is not None:
         roots["export"] = export_dir
+    for name, directory in (adapters or {}).items():
+        roots[f"adapter:{name}"] = directory
     current = build(model, roots)
-    path = manifest_path(cache_dir, source_dir)
+    path = manifest_path(cache_dir, source_dir, flavour)
     if not path.is_file():
         _write(path, current)
         return ManifestCheck(path, current, written_now=True, differences=())

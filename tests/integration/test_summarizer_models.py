@@ -310,3 +310,18 @@ def test_condense_summarize_hands_the_engine_its_settings_section(
 
 def test_summarizer_is_the_protocol(minilm: ExtractiveSummarizer, tiny_fp32: Seq2SeqSummarizer) -> None:
     assert isinstance(minilm, Summarizer) and isinstance(tiny_fp32, Summarizer)
+
+
+def test_two_exports_of_one_model_keep_separate_manifests(
+    minilm: ExtractiveSummarizer, summarizer_cache_dir: Path
+) -> None:
+    # Switching the backend of the same source model is not a changed model: before manifests were
+    # keyed on the export flavour, the fp32 export was compared with the int8 one and refused.
+    assert minilm.manifest is not None and minilm.manifest.ok
+    fp32 = load_summarizer(SummarizerSettings(cache_dir=str(summarizer_cache_dir), backend="onnx-fp32"))
+    assert fp32.manifest is not None
+    assert fp32.manifest.ok, fp32.manifest.differences
+    assert fp32.manifest.path != minilm.manifest.path
+    back = load_summarizer(SummarizerSettings(cache_dir=str(summarizer_cache_dir)))
+    assert back.manifest is not None and back.manifest.ok and not back.manifest.written_now
+    assert back.manifest.path == minilm.manifest.path

@@ -65,6 +65,32 @@ def test_first_load_writes_the_manifest_and_a_later_one_compares(tmp_path: Path,
     assert changed.manifest.digest != first.manifest.digest
 
 
+def test_adapters_are_part_of_the_manifest_and_flavours_keep_their_own(
+    tmp_path: Path, model_dir: Path
+) -> None:
+    adapter = tmp_path / "support-lora"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text('{"r": 4}')
+    (adapter / "adapter_model.safetensors").write_bytes(b"lora" * 10)
+    cache = tmp_path / "cache"
+    first = manifest.check(
+        cache, "tiny", model_dir, None, flavour="torch-int8", adapters={"support": adapter}
+    )
+    assert {f.path for f in first.manifest.files} >= {
+        "adapter:support/adapter_config.json",
+        "adapter:support/adapter_model.safetensors",
+    }
+    # Another export flavour of the same source is a separate, equally valid manifest.
+    other = manifest.check(cache, "tiny", model_dir, None, flavour="torch-fp32")
+    assert other.written_now and other.ok and other.path != first.path
+    (adapter / "adapter_model.safetensors").write_bytes(b"retrained" * 10)
+    again = manifest.check(
+        cache, "tiny", model_dir, None, flavour="torch-int8", adapters={"support": adapter}
+    )
+    assert again.differences == ("changed adapter:support/adapter_model.safetensors",)
+    assert manifest.verify_all(cache)[first.path] == again.differences
+
+
 def test_loads_and_changes_are_audit_events(tmp_path: Path, model_dir: Path, engine: Engine) -> None:
     summarizer = loaded(tmp_path / "cache", model_dir)
     admit_model(engine, summarizer, allow_mismatch=False)
