@@ -88,6 +88,38 @@ _RECOVERY_TIMEOUT_MS = 10_000
 _BUSY_PATIENCE = 10
 # Ids this lane received, remembered so that the jobs of the batch in hand never look missed.
 _REMEMBERED_IDS = 10_000
+# kafka-python 3.0 re-awaits a group join that is still in flight at the next poll, but throws away
+# one that completed between two polls and sends a new JoinGroup. Brokers hold JoinGroup for
+# seconds (tansu about 5 s; Kafka its initial rebalance delay), so a lane polled for less than that
+# per call (the idle bulk glance, the interactive lane's 20 ms) may never finish joining: an idle
+# worker kept rejoining its bulk group every 5 s. A join in flight is therefore waited for, one
+# lane at a time, before any lane is polled again; up to this long, so that a rebalance held up
+# by a member busy with a long batch does not stop the other lane for minutes.
+_JOIN_WAIT_S = 10.0
+
+
+def _join_in_flight(consumer: KafkaConsumer) -> bool:
+    # kafka-python has no public view of its group state; another version without these
+    # attributes is taken as never joining, which only loses the wait below.
+    task = getattr(getattr(consumer, "_coordinator", None), "_join_task", None)
+    return task is not None and not bool(getattr(task, "is_done", True))
+
+
+def finish_join(consumer: KafkaConsumer, timeout_s: float) -> bool:
+    """Wait up to ``timeout_s`` for a group join in flight; True when none is left in flight."""
+    if not _join_in_flight(consumer):
+        return True
+    consumer._coordinator.ensure_active_group(timeout_ms=int(timeout_s * 1000))
+    return not _join_in_flight(consumer)
+
+
+def in_group(consumer: KafkaConsumer) -> bool:
+    """Joined and synced, with or without partitions (a group may have more members than a topic
+    has partitions, and such a member is settled too)."""
+    need_rejoin = getattr(getattr(consumer, "_coordinator", None), "need_rejoin", None)
+    if need_rejoin is None:
+        return bool(consumer.assignment())
+    return not need_rejoin() and not _join_in_flight(consumer)
 
 
 class BatchFailedError(WorkerError):
@@ -260,7 +292,13 @@ class BatchConsumer:
             records.extend(record for batch in more.values() for record in batch)
         return records
 
+    def _finish_joins(self) -> None:
+        """Let every group join in flight complete before a poll could start another one."""
+        for lane in self._lanes.values():
+            finish_join(lane.consumer, _JOIN_WAIT_S)
+
     def _poll_lane(self, lane: _Lane, first_wait_ms: int) -> list[str]:
+        self._finish_joins()
         records = self._poll_batch(lane.consumer, first_wait_ms)
         job_ids = [record.value.decode() for record in records if record.value]
         lane.remember(job_ids)
@@ -281,7 +319,7 @@ class BatchConsumer:
         lane = lanes["interactive"]
         # Until the interactive consumer holds its partitions, give its poll time to finish
         # joining the group; afterwards a glance between bulk batches is enough.
-        if not lane.consumer.assignment():
+        if not in_group(lane.consumer):
             first_wait_ms = 1_000
         elif idle:
             first_wait_ms = min(self.interactive_glance_ms, _IDLE_GLANCE_MS)
@@ -292,7 +330,7 @@ class BatchConsumer:
             lane = lanes["bulk"]
             # An idle bulk poll takes what its last fetch brought and sends the next one; the
             # broker holds that fetch while the loop waits in run().
-            joined = bool(lane.consumer.assignment())
+            joined = in_group(lane.consumer)
             job_ids = self._poll_lane(lane, 0 if idle and joined else 400)
         if not job_ids:
             if self._idle_since is None:
@@ -340,7 +378,7 @@ class BatchConsumer:
         # Only once both lanes hold their partitions: joining the group (and learning of a topic
         # the relay's first publication created) takes several polls, which a long wait would
         # space out by seconds each, leaving the first jobs unread for a minute.
-        settled = bool(self._lanes) and all(lane.consumer.assignment() for lane in self._lanes.values())
+        settled = bool(self._lanes) and all(in_group(lane.consumer) for lane in self._lanes.values())
         if self.watch is None or seen is None or not settled:
             stop.wait(_IDLE_PAUSE_S)
         elif self.watch.wait(seen, stop, _WATCHED_IDLE_PAUSE_S):

@@ -7,6 +7,7 @@ stalled lane healing itself (the stall checks read real job rows; time is a fake
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
@@ -22,11 +23,11 @@ from sqlalchemy import Engine
 
 from schema.db import make_engine
 from schema.models import JobStatus, Lane, utcnow
-from schema.settings import DatabaseSettings, Settings, WorkerSettings
+from schema.settings import DatabaseSettings, KafkaSettings, Settings, WorkerSettings
 from schema.store import jobs, outbox, queue
 from tests.fixtures.broker import KafkaNames, TansuBroker, kafka_settings
 from tests.fixtures.clock import FakeClock
-from workers.consumer import BatchConsumer, BatchFailedError, store_probe
+from workers.consumer import BatchConsumer, BatchFailedError, in_group, store_probe
 
 MAX_BATCH = 3
 # Long enough for every step of a test, including a group join after a consumer left.
@@ -137,6 +138,55 @@ def test_interactive_ids_arrive_in_batches_no_larger_than_max_batch(
     assert all(size <= MAX_BATCH for size in sizes), sizes
     # Ids that were all waiting are taken a full batch at a time, not one by one.
     assert MAX_BATCH in sizes, sizes
+
+
+def test_an_idle_consumer_finishes_joining_both_groups(
+    kafka_broker: TansuBroker,
+    kafka_names: KafkaNames,
+    consumers: list[BatchConsumer],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The broker holds each JoinGroup for seconds, longer than any poll of an idle loop. kafka-python
+    # throws away a join that completes between two polls, so before the consumer waited for joins
+    # in flight, an idle worker (no job ever sent) rejoined its groups again and again, never
+    # holding its partitions, and never settled into its quiet idle wait. The real run loop, with
+    # its idle pauses between polls, is what must get there, with the shipped session and
+    # heartbeat settings (the broker answers a join at a heartbeat's pace).
+    defaults = KafkaSettings()
+    settings = settings_on(kafka_broker, kafka_names).model_copy(
+        update={
+            "kafka": kafka_settings(
+                kafka_broker,
+                kafka_names,
+                session_timeout_ms=defaults.session_timeout_ms,
+                heartbeat_interval_ms=defaults.heartbeat_interval_ms,
+            )
+        }
+    )
+    consumer = BatchConsumer(settings, StubExecutor())  # type: ignore[arg-type]
+    consumers.append(consumer)
+    caplog.set_level(logging.INFO, logger="kafka.coordinator")
+    stop = threading.Event()
+    loop = threading.Thread(target=consumer.run, args=(stop,), daemon=True)
+    loop.start()
+    try:
+        joined = False
+        deadline = time.monotonic() + TIMEOUT_S
+        while not joined and time.monotonic() < deadline:
+            stop.wait(0.5)
+            lanes = list(consumer._lanes.values())
+            joined = len(lanes) == 2 and all(in_group(lane.consumer) for lane in lanes)
+        assert joined, f"the lanes did not join their groups within {TIMEOUT_S}s of idling"
+        assert all(lane.consumer.assignment() for lane in lanes)
+        # One join per group: an answer that came in between two polls and was thrown away shows
+        # up as a second "joined" for the same group.
+        joins = [
+            r.getMessage().split()[3] for r in caplog.records if "Successfully joined group" in r.getMessage()
+        ]
+        assert sorted(joins) == sorted(lane.group_id for lane in lanes), joins
+    finally:
+        stop.set()
+        loop.join(timeout=30)
 
 
 def test_interactive_ids_are_served_before_bulk_ids_that_waited_longer(
