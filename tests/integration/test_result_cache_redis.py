@@ -268,7 +268,9 @@ def test_the_worker_reads_and_fills_the_front(pg_url: str, redis_front: RedisFro
     # A new summary goes to the database, then to Redis.
     fronted.run([_queue(engine, "Another text. With two sentences.")])
     assert len(redis_front.entry_names()) == 2
-    with engine.connect() as conn:
-        assert len(conn.execute(select(result_cache_table.c.key)).all()) == 1
+    with engine.begin() as conn:
+        [kept] = conn.execute(select(result_cache_table)).mappings().all()
+        # A key already there keeps its first entry, and only what the database stored is copied.
+        assert cache.put(conn, [CacheEntry.from_row({**kept, "job_id": "another-job"})]) == []
     front.close()
     engine.dispose()
