@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.database",
     "tests.fixtures.broker",
     "tests.fixtures.receivers",
+    "tests.fixtures.redis_server",
 ]

@@ -12,6 +12,9 @@
 3. Near-duplicate precision on adversarial pairs from real prose (tests/data): edits that keep
    the meaning against a changed number, name or negation, for SimHash alone and with the content
    check the cache applies.
+4. What finding a cached summary costs the gateway (``gateway.result_cache.lookup``, in this
+   process, PostgreSQL and Redis on 127.0.0.1): the database alone against the Redis front
+   (``cache.backend: redis``), alternated.
 """
 
 from __future__ import annotations
@@ -21,23 +24,31 @@ import asyncio
 import random
 import tempfile
 import time
+import uuid
 from collections import Counter
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, select, text
 
-from benchmarks.common import MODEL_CACHE, median, percentile, print_table
+from benchmarks.common import MODEL_CACHE, median, peps_documents, percentile, print_table
 from benchmarks.loadgen import LoadResult, build_request, run_load
 from benchmarks.stack import postgres_database
 from common import simhash as sh
 from condense.stack import Stack, free_port
+from gateway.auth import Authenticator
+from gateway.endpoint_cache import EndpointCache
 from gateway.ratelimit import QuotaGuard
+from gateway.result_cache import lookup
+from gateway.state import GatewayState
+from gateway.submit import GroupCommitter
 from schema.db import make_async_engine, sync_url
 from schema.models import jobs_table
-from schema.settings import CacheSettings, DatabaseSettings, SummarizerSettings
-from schema.store import jobs, quotas
-from schema.store.cache import normalize_text
+from schema.settings import CacheSettings, DatabaseSettings, Settings, SummarizerSettings, load_settings
+from schema.store import cache, jobs, quotas
+from schema.store.cache import CacheOptions, normalize_text
+from schema.store.cache_front import AsyncRedisCacheFront
 from summarizer import Summarizer, load_summarizer
+from summarizer.testing import FakeSummarizer
 from tests.fixtures.near_duplicates import CHANGED, SAME_MEANING, pairs, paragraphs, variants
 from workers.execution import JobExecutor
 from workers.retry import RetryPolicy
@@ -358,12 +369,148 @@ def precision_rows() -> list[list[str]]:
     return rows
 
 
+# -- 4. cache-hit lookups: database against the Redis front ------------------------------------------
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def lookup_rows(calls: int, entries: int) -> list[list[str]]:
+    """Sequential lookups of texts the cache holds, as the gateway makes them (key hashing, the
+    Redis round trip or the database query, the write-back of a database hit to Redis)."""
+
+    async def measure(url: str) -> dict[str, list[float]]:
+        prefix = f"condense-bench:{uuid.uuid4().hex[:12]}"
+        env = {
+            "CONDENSE_DATABASE__URL": url,
+            "CONDENSE_CACHE__REDIS_URL": REDIS_URL,
+            "CONDENSE_CACHE__REDIS_KEY_PREFIX": prefix,
+        }
+        settings = load_settings(None, env)
+        redis_settings = load_settings(None, {**env, "CONDENSE_CACHE__BACKEND": "redis"})
+        engine = make_async_engine(settings.database)
+        model = FakeSummarizer()
+
+        def state_of(chosen: Settings, front: AsyncRedisCacheFront | None) -> GatewayState:
+            committer = GroupCommitter(engine, topic_for=TOPICS, window_ms=1, max_rows=8)
+            built = GatewayState(
+                chosen, engine, committer, Authenticator(engine, open_allowed=True), EndpointCache(engine)
+            )
+            built.cache_front = front
+            return built
+
+        front = AsyncRedisCacheFront.from_settings(redis_settings.cache)
+        states = {"database": state_of(settings, None), "redis": state_of(redis_settings, front)}
+        # Real prose of a few kilobytes each: the key is a SHA-256 of the whole text.
+        docs = [doc[:4_000] for doc in peps_documents()]
+        texts = [f"{docs[i % len(docs)]}\n\n{i}" for i in range(entries)]
+        hot = texts[:calls]
+        rows = [
+            cache.new_entry(
+                tenant="bench",
+                scope="bench",
+                text=text,
+                params={},
+                model=model.info.as_dict(),
+                job_id=str(uuid.uuid4()),
+                summary=text[:400],
+                language="en",
+                input_tokens=len(text) // 4,
+                output_units=60,
+                chunks=1,
+            )
+            for text in texts
+        ]
+        sync_engine = create_engine(sync_url(url))
+        with sync_engine.begin() as conn:
+            for start in range(0, len(rows), 1_000):
+                cache.put(conn, rows[start : start + 1_000])
+        sync_engine.dispose()
+        await front.put(rows[:calls])
+
+        async def find(mode: str, text: str, *, cached: bool = True) -> None:
+            hit = await lookup(
+                states[mode], model, tenant="bench", text=text, params={}, options=CacheOptions()
+            )
+            assert (hit is not None) is cached
+
+        timings: dict[str, list[float]] = {
+            "select1": [],
+            "database": [],
+            "redis": [],
+            "redis-miss": [],
+            "database-new": [],
+            "redis-new": [],
+        }
+        # Every row read once first: the first read of a fresh row costs PostgreSQL more (hint
+        # bits), which would favour whichever mode happens to come second.
+        for doc in hot:
+            await find("database", doc)
+        for doc in hot[:20]:
+            await find("redis", doc)
+        for round_index in range(2):
+            order = list(timings) if round_index % 2 == 0 else list(reversed(timings))
+            for mode in order:
+                for doc in hot[round_index::2]:
+                    if mode == "redis-miss":
+                        # Not in Redis: the database answers and the hit is copied back.
+                        key = cache.cache_key(scope="bench", text=doc, params={}, model=model.info.as_dict())
+                        await front.client.delete(front.name("bench", key))
+                    began = time.perf_counter()
+                    if mode == "select1":
+                        async with engine.connect() as conn:
+                            await conn.execute(text("SELECT 1"))
+                    elif mode.endswith("-new"):
+                        # A text never summarized: what the front adds to every first submit.
+                        await find(mode.removesuffix("-new"), f"{doc}\n\nnew", cached=False)
+                    else:
+                        await find("redis" if mode == "redis-miss" else mode, doc)
+                    timings[mode].append(time.perf_counter() - began)
+        names = [name async for name in front.client.scan_iter(match=f"{prefix}:*")]
+        if names:
+            await front.client.delete(*names)
+        await front.close()
+        await engine.dispose()
+        return timings
+
+    with postgres_database() as url:
+        timings = asyncio.run(measure(url))
+    base = median(timings["database"])
+    rows = [
+        [
+            f"find a cached summary ({entries:,} entries, {calls:,} lookups each)",
+            "p50",
+            "p99",
+            "p50 / database",
+        ]
+    ]
+    for mode, label in (
+        ("select1", "for scale: one SELECT 1 round trip on PostgreSQL"),
+        ("database", "cache.backend: database (PostgreSQL)"),
+        ("redis", "cache.backend: redis, hit in Redis"),
+        ("redis-miss", "cache.backend: redis, miss in Redis, hit in the database (+ copy to Redis)"),
+        ("database-new", "a text not in the cache, cache.backend: database"),
+        ("redis-new", "a text not in the cache, cache.backend: redis"),
+    ):
+        p50 = median(timings[mode])
+        rows.append(
+            [
+                label,
+                f"{p50 * 1000:.3f} ms",
+                f"{percentile(timings[mode], 0.99) * 1000:.3f} ms",
+                f"{p50 / base:.2f}x",
+            ]
+        )
+    return rows
+
+
 def main(argv: list[str] | None = None) -> list[list[str]]:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--docs", type=int, default=None)
     parser.add_argument(
-        "--parts", default="precision,batch,quota,submit", help="which tables (comma-separated), default all"
+        "--parts",
+        default="precision,batch,quota,lookup,submit",
+        help="which tables (comma-separated), default all",
     )
     args = parser.parse_args(argv)
     parts = set(args.parts.split(","))
@@ -374,6 +521,11 @@ def main(argv: list[str] | None = None) -> list[list[str]]:
         print_table("batch with repeats", batch_rows(docs))
     if "quota" in parts:
         print_table("the quota check alone", quota_rows(300 if args.quick else 2_000))
+    if "lookup" in parts:
+        print_table(
+            "cache-hit lookups: database against the Redis front",
+            lookup_rows(calls=400 if args.quick else 2_000, entries=2_000 if args.quick else 20_000),
+        )
     if "submit" in parts:
         print_table(
             "submit throughput with quotas",

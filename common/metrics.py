@@ -113,6 +113,16 @@ USAGE_ENGINE_SECONDS = Counter(
 RATE_LIMITED = Counter(
     "condense_rate_limited", "Requests refused by a tenant's quota, by kind.", ["tenant", "limit"]
 )
+CACHE_REDIS_LOOKUPS = Counter(
+    "condense_cache_redis_lookups",
+    "Result cache keys looked up in its Redis front (cache.backend: redis), by result (hit or miss).",
+    ["result"],
+)
+CACHE_REDIS_ERRORS = Counter(
+    "condense_cache_redis_errors",
+    "Result cache operations on Redis that failed, by operation; the database answered instead.",
+    ["operation"],
+)
 
 
 def count_usage(

@@ -38,6 +38,7 @@ from gateway.variants import router as variants_router
 from schema.db import make_async_engine
 from schema.settings import BatchUploadSettings, Settings
 from schema.store import audit
+from schema.store.cache_front import AsyncRedisCacheFront
 from schema.variants import variant_specs
 from summarizer import (
     Summarizer,
@@ -175,6 +176,9 @@ def create_app(settings: Settings, *, summarizer_factory: SummarizerFactory | No
             pii_modes=PiiModeCache(engine),
         )
         state.quotas = QuotaGuard(engine)
+        if settings.cache.enabled and settings.cache.backend == "redis":
+            # Connects on first use: a Redis that is away costs lookups nothing but a fallback.
+            state.cache_front = AsyncRedisCacheFront.from_settings(settings.cache)
         app.state.gateway = state
         for variant in state.variants.values():
             try:
@@ -194,6 +198,8 @@ def create_app(settings: Settings, *, summarizer_factory: SummarizerFactory | No
                 if variant.batcher is not None:
                     await variant.batcher.stop()
             await committer.close()
+            if state.cache_front is not None:
+                await state.cache_front.close()
             await engine.dispose()
 
     app = FastAPI(

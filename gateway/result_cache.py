@@ -2,7 +2,8 @@
 
 Not to be confused with :mod:`gateway.cache` (a TTL cache of lookups) or
 :mod:`gateway.endpoint_cache` (tenants' webhook endpoints): this one holds summaries, in the
-database, shared by every replica and the workers (see :mod:`schema.store.cache`).
+database, shared by every replica and the workers (see :mod:`schema.store.cache`), with Redis in
+front of it when ``cache.backend`` is redis (see :mod:`schema.store.cache_front`).
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ from fastapi import APIRouter
 from sqlalchemy import Connection
 
 from gateway.deps import StateDep, TenantDep
+from gateway.errors import UnavailableError
 from gateway.state import GatewayState
 from schema.store import cache, jobs
 from schema.store.cache import CacheEntry, CacheOptions, Hit
+from schema.store.errors import CacheFrontUnavailableError
 from schema.store.records import JobRecord
 from summarizer import Summarizer, SummaryResult
 
@@ -40,15 +43,34 @@ async def lookup(
     if summarizer is None or not enabled(state, options):
         return None
     rules = state.settings.cache
-    return await state.read(
+    scope = cache.scope_for(tenant, rules.scope)
+    model = summarizer.info.as_dict()
+    front = state.cache_front
+    key = cache.cache_key(scope=scope, text=text, params=params, model=model)
+    if front is not None:
+        entry = await front.get(scope, key)
+        if entry is not None:
+            return Hit(entry, 1.0)
+    hit = await state.read(
         cache.find,
-        scope=cache.scope_for(tenant, rules.scope),
+        scope=scope,
         text=text,
         params=params,
-        model=summarizer.info.as_dict(),
+        model=model,
         near_duplicates=options.near_duplicates,
         rules=rules,
+        key=key,
     )
+    if hit is not None and front is not None:
+        # The next request for this text is answered without the database.
+        await front.put([hit.entry])
+    return hit
+
+
+async def remember(state: GatewayState, entry: CacheEntry | None) -> None:
+    """Copy an entry the database just stored to the Redis front, when there is one."""
+    if entry is not None and state.cache_front is not None:
+        await state.cache_front.put([entry])
 
 
 def entry_for(
@@ -82,4 +104,14 @@ def insert_hit(conn: Connection, job: JobRecord, key: str, *, topic_for: dict[st
 async def purge_cache(state: StateDep, tenant: TenantDep) -> dict[str, Any]:
     """Forget every summary this tenant's jobs put in the cache."""
     deleted = await state.write(cache.purge, tenant)
+    if state.cache_front is not None:
+        try:
+            # After the database: a copy written back from a row read before the purge goes too.
+            await state.cache_front.purge(tenant)
+        except CacheFrontUnavailableError as exc:
+            # Copies left in Redis would still be served: the caller must hear, and retry.
+            raise UnavailableError(
+                f"removed {deleted} entries from the database, but the cache's Redis is unavailable "
+                "and may still hold copies; retry the purge"
+            ) from exc
     return {"deleted": deleted}

@@ -104,21 +104,19 @@ def _job_response(job: JobRecord) -> Response:
 
 def _insert_with_entry(
     conn: Any, job: JobRecord, entry: CacheEntry | None, *, topic_for: dict[str, str]
-) -> list[str]:
-    delivery_ids = jobs.insert_jobs(conn, [job], topic_for=topic_for)
-    if entry is not None:
-        cache.put(conn, [entry])
-    return delivery_ids
+) -> bool:
+    jobs.insert_jobs(conn, [job], topic_for=topic_for)
+    return entry is not None and bool(cache.put(conn, [entry]))
 
 
-async def _store(state: GatewayState, job: JobRecord, entry: CacheEntry | None = None) -> None:
+async def _store(state: GatewayState, job: JobRecord, entry: CacheEntry | None = None) -> bool:
+    """Store the job and its cache entry; True when the entry was new (not another job's key)."""
     needs_event = job.status != JobStatus.QUEUED.value and bool(job.webhook_url or job.email)
     if job.idempotency_key is None and not needs_event:
-        await state.committer.insert(job, entry)
-        return
+        return await state.committer.insert(job, entry)
     # Rare paths (idempotent or notifying submits) take their own transaction so that a
     # uniqueness conflict or the event rows never touch the neighbours of a group commit.
-    await state.write(_insert_with_entry, job, entry, topic_for=state.topic_for)
+    return await state.write(_insert_with_entry, job, entry, topic_for=state.topic_for)
 
 
 @router.post(
@@ -241,8 +239,8 @@ async def create_summary(
     try:
         if hit is not None:
             await state.write(result_cache.insert_hit, job, hit.entry.key, topic_for=state.topic_for)
-        else:
-            await _store(state, job, entry)
+        elif await _store(state, job, entry):
+            await result_cache.remember(state, entry)
     except IntegrityError:
         if idempotency_key is None or request_hash is None:
             raise

@@ -18,6 +18,7 @@ from gateway.pii_cache import PiiModeCache
 from gateway.ratelimit import QuotaGuard
 from gateway.submit import GroupCommitter
 from schema.settings import Settings
+from schema.store.cache_front import AsyncRedisCacheFront
 from schema.variants import VariantSpec, pick_by_weight, split_model_param
 from summarizer import Summarizer, SummaryParams
 from summarizer.params import ParamsValidator
@@ -91,6 +92,8 @@ class GatewayState:
     pii_modes: PiiModeCache | None = None
     # Tenants' quotas; None admits everything (tests that build a state by hand).
     quotas: QuotaGuard | None = None
+    # The result cache's Redis front (cache.backend: redis); None: the database alone.
+    cache_front: AsyncRedisCacheFront | None = None
 
     @property
     def model_status(self) -> str:

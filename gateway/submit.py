@@ -35,6 +35,8 @@ class _Pending:
     job: JobRecord
     # The result cache entry a sync answer writes, in the same transaction as its job.
     entry: CacheEntry | None = None
+    # Whether the entry was new, so that the Redis front copies only what the database holds.
+    stored: bool = False
     done: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
@@ -60,8 +62,9 @@ class GroupCommitter:
         self.commits = 0
         self.rows = 0
 
-    async def insert(self, job: JobRecord, entry: CacheEntry | None = None) -> None:
-        """Return once the job (and its outbox row, when queued) is committed; raise if it was not."""
+    async def insert(self, job: JobRecord, entry: CacheEntry | None = None) -> bool:
+        """Return once the job (and its outbox row, when queued) is committed; raise if it was not.
+        True when ``entry`` was stored (its key was new)."""
         item = _Pending(job, entry)
         self._pending.append(item)
         # Adaptive: with no commit in flight nobody else is coming soon enough to wait for, so
@@ -72,6 +75,7 @@ class GroupCommitter:
         elif self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(self._window_s, self._flush_now)
         await item.done
+        return item.stored
 
     def _flush_now(self) -> None:
         if self._timer is not None:
@@ -128,7 +132,9 @@ class GroupCommitter:
             await conn.run_sync(jobs.insert_jobs, [item.job for item in group], topic_for=self._topic_for)
             entries = [item.entry for item in group if item.entry is not None]
             if entries:
-                await conn.run_sync(cache.put, entries)
+                stored = {(entry.key, entry.job_id) for entry in await conn.run_sync(cache.put, entries)}
+                for item in group:
+                    item.stored = item.entry is not None and (item.entry.key, item.entry.job_id) in stored
 
     @staticmethod
     def _fail(group: list[_Pending], exc: BaseException) -> None:

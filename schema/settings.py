@@ -327,6 +327,34 @@ class CacheSettings(_Section):
     near_duplicate_scan_limit: int = Field(
         default=2_000, ge=1, description="Newest cache entries compared when looking for a near duplicate."
     )
+    backend: Literal["database", "redis"] = Field(
+        default="database",
+        description="database: entries live in the database alone; redis: the database stays the source "
+        "of truth and Redis fronts it with the hot entries (exact keys only).",
+    )
+    redis_url: str = Field(
+        default="redis://127.0.0.1:6379/0", description="Redis of the front (cache.backend: redis)."
+    )
+    redis_key_prefix: str = Field(
+        default="condense:cache",
+        min_length=1,
+        description="Prefix of every Redis key of the front, so that it can share a Redis with others.",
+    )
+    redis_ttl_s: float = Field(
+        default=3_600,
+        gt=0,
+        description="Longest an entry stays in Redis after it was put there (ttl_s still applies).",
+    )
+    redis_max_entries: int = Field(
+        default=100_000,
+        ge=1,
+        description="Most entries in Redis; each write evicts the least recently used beyond it.",
+    )
+    redis_timeout_s: float = Field(
+        default=0.25,
+        gt=0,
+        description="Longest wait for Redis (connect or command) before the database answers instead.",
+    )
 
 
 class LoggingSettings(_Section):
@@ -501,6 +529,7 @@ class Settings(BaseSettings):
         data = self.model_dump(mode="json")
         data["database"]["url"] = _mask_url_password(self.database.url)
         data["celery"]["broker_url"] = _mask_url_password(self.celery.broker_url)
+        data["cache"]["redis_url"] = _mask_url_password(self.cache.redis_url)
         return data
 
 

@@ -32,6 +32,7 @@ from common.opsserver import start_ops_server
 from schema.db import database_status, make_engine
 from schema.dbwatch import SqliteWatch
 from schema.settings import Settings
+from schema.store.cache_front import RedisCacheFront
 from schema.variants import variant_specs
 from summarizer import Summarizer, SummarizerSettings, load_summarizer
 from summarizer.runtime import settle_heap
@@ -87,6 +88,11 @@ def build_consumer(
         topic_for={"interactive": kafka.topic, "bulk": kafka.bulk_topic},
         heartbeat_s=settings.worker.heartbeat_s,
         cache_rules=settings.cache,
+        cache_front=(
+            RedisCacheFront.from_settings(settings.cache)
+            if settings.cache.enabled and settings.cache.backend == "redis"
+            else None
+        ),
     )
 
     def after_batch(outcome: BatchOutcome) -> None:

@@ -27,6 +27,7 @@ from schema.settings import CacheSettings
 from schema.store import batches, cache, jobs, usage
 from schema.store import drift as drift_store
 from schema.store.cache import CacheEntry, CacheOptions
+from schema.store.cache_front import RedisCacheFront
 from schema.store.jobs import Finished, Outcome
 from schema.store.records import JobRecord
 from summarizer import Summarizer, SummaryParams, SummaryResult
@@ -191,6 +192,7 @@ class JobExecutor:
         topic_for: Mapping[str, str],
         heartbeat_s: float = 30.0,
         cache_rules: CacheSettings | None = None,
+        cache_front: RedisCacheFront | None = None,
     ) -> None:
         self.engine = engine
         self.models = models if isinstance(models, VariantModels) else VariantModels.single(models)
@@ -199,6 +201,9 @@ class JobExecutor:
         self.heartbeat_s = heartbeat_s
         # None: the result cache is off (neither read nor written by this worker).
         self.cache_rules = cache_rules if cache_rules is None or cache_rules.enabled else None
+        # The cache's Redis front (cache.backend: redis): asked before the database, and given
+        # every entry the database answers or newly stores.
+        self.cache_front = cache_front if self.cache_rules is not None else None
 
     def run(self, job_ids: Sequence[str]) -> BatchOutcome:
         outcome = BatchOutcome()
@@ -321,8 +326,23 @@ class JobExecutor:
         assert rules is not None  # noqa: S101 - only called with the cache on
         model = summarizer.info.as_dict()
         keys = {r.job.id: self._key(r, summarizer) for r in runnable if r.options.cache}
+        front = self.cache_front
+        found: dict[str, CacheEntry] = {}
+        if front is not None and keys:
+            found = front.get_many(
+                sorted(
+                    {
+                        (cache.scope_for(r.job.tenant, rules.scope), keys[r.job.id])
+                        for r in runnable
+                        if r.job.id in keys
+                    }
+                )
+            )
         with self.engine.connect() as conn:
-            found = cache.get_many(conn, list(keys.values()), ttl_s=rules.ttl_s)
+            loaded = cache.get_many(
+                conn, [key for key in keys.values() if key not in found], ttl_s=rules.ttl_s
+            )
+            found.update(loaded)
             hits: dict[str, cache.Hit] = {}
             # One scan of fingerprints per scope and parameters in this pull, not one per document.
             indexes: dict[tuple[str, str], list[tuple[str, int]]] = {}
@@ -348,6 +368,8 @@ class JobExecutor:
                     hit = cache.near_hit(conn, indexes[group], r.job.input_text, rules)
                     if hit is not None:
                         hits[r.job.id] = hit
+        if front is not None and loaded:
+            front.put(list(loaded.values()))
         reused: list[tuple[JobRecord, Result]] = []
         leaders: list[_Runnable] = []
         followers: dict[str, list[tuple[_Runnable, float]]] = {}
@@ -494,6 +516,7 @@ class JobExecutor:
                 if computed is not None:
                     stats[job.id] = computed
         counted: list[tuple[JobRecord, int | None]] = []
+        stored: list[CacheEntry] = []
         try:
             with self.engine.begin() as conn:
                 ended: list[JobRecord] = []
@@ -508,12 +531,15 @@ class JobExecutor:
                             written.append(entry)
                 # In the transaction that stores the results: an entry never names a job that
                 # did not end, nor does a job end without its entry.
-                cache.put(conn, written)
+                stored = cache.put(conn, written)
                 self._close_batches(conn, ended, staged)
         except DBAPIError as exc:
             raise StorageUnavailableError(
                 f"could not store the results of {len(results)} jobs: {exc}"
             ) from exc
+        if self.cache_front is not None:
+            # After the commit: Redis never holds an entry the database does not.
+            self.cache_front.put(stored)
         for job, output in counted:
             usage.count(job, usage.of_job(job, output=output))
         outcome.succeeded += staged.succeeded

@@ -170,17 +170,23 @@ def new_entry(
     )
 
 
-def put(conn: Connection, entries: list[CacheEntry]) -> None:
+def put(conn: Connection, entries: list[CacheEntry]) -> list[CacheEntry]:
     """Store entries; a key already there keeps its first entry (same inputs, same summary).
+    Returns the entries stored, those that were new: what a front copy (Redis) may mirror.
 
     ON CONFLICT DO NOTHING rather than read-then-insert: two workers finishing the same text at
     once must not roll back each other's whole batch on a duplicate key.
     """
     if not entries:
-        return
+        return []
     rows = [entry.as_row() for entry in entries]
     insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    conn.execute(insert(_CACHE).on_conflict_do_nothing(index_elements=["key"]), rows)
+    statement = (
+        insert(_CACHE).on_conflict_do_nothing(index_elements=["key"]).returning(_CACHE.c.key, _CACHE.c.job_id)
+    )
+    stored = {(row.key, row.job_id) for row in conn.execute(statement, rows)}
+    # The job too: of two entries with one key in the same statement only the first is stored.
+    return [entry for entry in entries if (entry.key, entry.job_id) in stored]
 
 
 def _fresh(query: Any, ttl_s: float, now: datetime | None) -> Any:
@@ -302,9 +308,11 @@ def find(
     near_duplicates: bool,
     rules: CacheSettings,
     now: datetime | None = None,
+    key: str | None = None,
 ) -> Hit | None:
-    """The entry that answers ``text``: its exact key, else (when asked) a near duplicate."""
-    key = cache_key(scope=scope, text=text, params=params, model=model)
+    """The entry that answers ``text``: its exact key, else (when asked) a near duplicate.
+    ``key``: the exact key when the caller has it already (hashing a long text twice costs)."""
+    key = key or cache_key(scope=scope, text=text, params=params, model=model)
     entry = get(conn, key, ttl_s=rules.ttl_s, now=now)
     if entry is not None:
         return Hit(entry, 1.0)

@@ -37,3 +37,10 @@ class IdempotencyConflictError(StoreError):
     """The Idempotency-Key was used before with a different request body."""
 
     code = "idempotency_conflict"
+
+
+class CacheFrontUnavailableError(StoreError):
+    """A purge could not reach the result cache's Redis front: copies of the entries may remain."""
+
+    code = "temporarily_unavailable"
+    retryable = True

@@ -233,6 +233,9 @@ database:
   url: postgresql://condense:db-pass@db.internal:5432/condense
 celery:
   broker_url: redis://:redis-pass@cache.internal:6379/0
+cache:
+  backend: redis
+  redis_url: redis://front:front-pass@hot.internal:6379/1
 notifier:
   webhook_secrets: [whsec_c2VjcmV0]
   smtp:
@@ -244,10 +247,11 @@ notifier:
     masked = load_settings(path, environ={}).masked()
 
     rendered = repr(masked)
-    for secret in ("db-pass", "redis-pass", "mail-pass", "whsec_c2VjcmV0"):
+    for secret in ("db-pass", "redis-pass", "front-pass", "mail-pass", "whsec_c2VjcmV0"):
         assert secret not in rendered
     assert masked["database"]["url"] == "postgresql://condense:***@db.internal:5432/condense"
     assert masked["celery"]["broker_url"] == "redis://:***@cache.internal:6379/0"
+    assert masked["cache"]["redis_url"] == "redis://front:***@hot.internal:6379/1"
     assert masked["notifier"]["smtp"]["username"] == "mailer"
     assert masked["notifier"]["smtp"]["password"] == "**********"
 
