@@ -71,10 +71,11 @@ _BASE = "__base__"
 MIXED_ADAPTER_BATCHES = True
 #: The attention implementation an instruct model runs with when transformers picks SDPA for it:
 #: the same SDPA attention, with the mask of a left-padded batch built in three tensor operations.
-#: transformers builds that mask through ``torch.func.vmap`` on every decoding step, about 12 ms of
-#: Python per step whatever the model's size; a single prompt has no padding and skips it, so the
-#: cost fell on batches alone. Side by side in `python -m benchmarks llm --quick` (random Llama,
-#: hidden 256 x 4 layers, 16 prompts, one thread): 1.41x the batched tokens/s, same summaries.
+#: transformers builds that mask through ``torch.func.vmap`` on every decoding step, 3-5 ms of
+#: Python per step (0.1 ms here) whatever the model's size; a single prompt has no padding and
+#: skips it, so the cost fell on batches alone. Side by side in `python -m benchmarks llm --quick`
+#: (random Llama, hidden 256 x 4 layers, 16 prompts, one thread): 1.41x the batched tokens/s, same
+#: summaries.
 PADDED_SDPA = "condense_padded_sdpa"
 
 
