@@ -10,6 +10,8 @@ token is real. Prints one table:
 - batched generation of 16 prompts vs the same prompts one at a time (generated tokens/s), with
   the summarization prompt and, for generation alone, with short prompts and longer answers
   (target >= 3x);
+- the batch's attention mask: the engine's own (summarizer.causal.PADDED_SDPA) vs transformers'
+  SDPA mask, built with vmap on every step, batched tokens/s and the summaries checked equal;
 - torch-int8 (dynamic quantization of the Linear layers) vs torch-fp32: serialized model size,
   tokens/s, and ROUGE-L of each int8 summary against the fp32 one;
 - prompts over two LoRA adapters and the base model: one batch per adapter vs one mixed batch
@@ -29,7 +31,7 @@ from typing import Any
 
 from benchmarks.common import print_table
 from summarizer import SummarizerSettings, SummaryParams, SummaryResult, load_summarizer
-from summarizer.causal import CausalLMSummarizer
+from summarizer.causal import PADDED_SDPA, CausalLMSummarizer
 from summarizer.settings import PromptSettings
 from tests.fixtures.models import build_lora_adapter, build_tiny_causal, corpus_words
 
@@ -171,6 +173,25 @@ def run(model_dir: Path, adapters: dict[str, str], args: argparse.Namespace) -> 
         ["fp32 batched / one at a time, tokens/s", f"{batched[1]:.0f} / {single[1]:.0f}", ""],
         ["batched speedup, summarization prompt", f"{batched[1] / single[1]:.2f}x", ""],
         ["batched == one at a time (summaries)", f"{same}/{len(docs)}", f"{len(docs)}/{len(docs)}"],
+    ]
+
+    def masked_by(attention: str) -> list[Any]:
+        fp32.model.set_attn_implementation(attention)
+        try:
+            return fp32.summarize_batch(docs, params)
+        finally:
+            fp32.model.set_attn_implementation(PADDED_SDPA)
+
+    padded, vmapped = _side_by_side(
+        [(lambda: masked_by(PADDED_SDPA), counter), (lambda: masked_by("sdpa"), counter)], args.rounds
+    )
+    rows += [
+        [
+            "batched, padded mask / transformers' sdpa mask, tokens/s",
+            f"{padded[1]:.0f} / {vmapped[1]:.0f} ({padded[1] / vmapped[1]:.2f}x)",
+            "",
+        ],
+        ["padded mask == sdpa mask (summaries)", f"{padded[2] == vmapped[2]}", "True"],
     ]
     # The prompt's prefill costs the same batched or not, and on a CPU it is most of the work of a
     # summarization prompt; generation itself is what batching speeds up, measured here on short

@@ -102,7 +102,11 @@ class SummaryJobPublic(BaseModel):
     )
     error: JobError | None
     progress: Progress
-    model: dict[str, Any] | None
+    model: dict[str, Any] | None = Field(
+        description="What wrote the summary: name, sha256, backend, quantization, kind, device, "
+        "engine_version, settings_sha256, and with a LoRA adapter its name (adapter) and the SHA-256 of "
+        "its files (adapter_sha256); null until the job has run."
+    )
     variant: str | None = Field(
         default=None,
         description="The model variant the job was routed to; null on jobs from before variants.",
@@ -156,7 +160,7 @@ class ModelVariantPublic(BaseModel):
     status: Literal["loading", "ready", "error"]
     loaded: bool
     error: str | None = None
-    kind: str | None = Field(default=None, description="extractive or abstractive.")
+    kind: str | None = Field(default=None, description="extractive, abstractive or causal (instruct).")
     model: str = Field(description="The model's name once loaded, else the summarizer.model setting.")
     sha256: str | None = Field(default=None, description="SHA-256 of the model's weights.")
     backend: str

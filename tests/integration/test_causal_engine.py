@@ -122,6 +122,31 @@ def test_batched_greedy_output_equals_one_at_a_time(causal: CausalLMSummarizer) 
     assert any(batched) and len(set(batched)) > 1
 
 
+def test_the_padded_batch_mask_is_transformers_own(causal: CausalLMSummarizer) -> None:
+    import torch
+    from transformers.masking_utils import sdpa_mask
+
+    from summarizer.causal import PADDED_SDPA, _padded_causal_mask
+
+    assert causal.model.config._attn_implementation == PADDED_SDPA
+    left_padded = torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1], [0, 1, 1, 1, 1]], dtype=torch.bool)
+    unpadded = torch.ones((3, 6), dtype=torch.bool)
+    decode_step = torch.cat([left_padded, torch.ones((3, 1), dtype=torch.bool)], dim=1)
+    # The prompt (every position at once), a decoding step over the cache, a batch with no padding.
+    for attention_mask, cache_position in (
+        (left_padded, torch.arange(5)),
+        (decode_step, torch.tensor([5])),
+        (unpadded, torch.arange(6)),
+    ):
+        shape = {"batch_size": 3, "cache_position": cache_position, "kv_length": attention_mask.shape[1]}
+        ours = _padded_causal_mask(**shape, attention_mask=attention_mask)
+        theirs = sdpa_mask(**shape, attention_mask=attention_mask)
+        if theirs is None:
+            assert ours is None
+        else:
+            assert ours.dtype == theirs.dtype and torch.equal(ours, theirs)
+
+
 def test_a_long_document_is_chunked_to_the_context_and_nothing_is_dropped(causal: CausalLMSummarizer) -> None:
     text = _long_text(60)
     params = causal.validate_params({"max_new_tokens": 16})
