@@ -74,14 +74,16 @@ class EncoderLoad:
 
 
 class _OnnxBackend:
-    def __init__(self, model_file: Path, num_threads: int) -> None:
+    def __init__(
+        self, model_file: Path, num_threads: int, disabled_optimizers: Sequence[str] = ORT_DISABLED_OPTIMIZERS
+    ) -> None:
         import onnxruntime as ort
 
         self.session = ort.InferenceSession(
             str(model_file),
             ort_session_options(num_threads),
             providers=["CPUExecutionProvider"],
-            disabled_optimizers=list(ORT_DISABLED_OPTIMIZERS),
+            disabled_optimizers=list(disabled_optimizers),
         )
         self.inputs = {item.name for item in self.session.get_inputs()}
 
