@@ -3,8 +3,9 @@
     python -m benchmarks.engine                # full run (a few minutes on 2 cores)
     python -m benchmarks.engine --quick        # under ~3 minutes
 
-Prints one table: the int8 default vs the same encoder in fp32 and in the dynamic int8 it replaced
-(throughput and ROUGE-L), whether summaries stay byte-identical across 200 random batch
+Prints one table: the int8 default vs the same encoder in fp32, in the dynamic int8 it replaced
+and in the previous static int8 recipe (throughput and ROUGE-L end to end, and the encoder alone
+in CPU time over the same inputs), whether summaries stay byte-identical across 200 random batch
 compositions, batched vs one document at a time, ROUGE of the default beside the lead and TF-IDF
 TextRank baselines on both shipped sets (data/eval), the wall time and peak RSS of a
 100,000-word document (measured in a fresh subprocess), and how segmentation time grows with the
@@ -17,6 +18,7 @@ import argparse
 import json
 import random
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -24,8 +26,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from summarizer import Summarizer, SummarizerError, SummaryResult, load_summarizer
-from summarizer.encoder import _OnnxBackend
+from summarizer.encoder import _OnnxBackend, calibration_digest
 from summarizer.evaluation import (
     SHIPPED_SETS,
     EvalDoc,
@@ -101,6 +105,106 @@ def _dynamic_int8(args: argparse.Namespace) -> ExtractiveSummarizer:
     return summarizer
 
 
+PREVIOUS_STATIC = "static int8 (previous recipe)"
+
+
+def _export_previous_static_int8(source: Path, target: Path, feeds: Sequence[dict[str, np.ndarray]]) -> None:
+    """The static int8 recipe the default used until 2026-11-30: every MatMul quantized, the
+    activations' readers all taking the dequantized copy."""
+    import onnx
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from optimum.onnxruntime import ORTModelForFeatureExtraction
+
+    fp32_dir = target / "fp32"
+    ORTModelForFeatureExtraction.from_pretrained(source, export=True, local_files_only=True).save_pretrained(
+        fp32_dir
+    )
+    names = {
+        item.name for item in onnx.load(str(fp32_dir / "model.onnx"), load_external_data=False).graph.input
+    }
+
+    class Feeds(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.rest = iter(feeds)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            feed = next(self.rest, None)
+            return None if feed is None else {key: value for key, value in feed.items() if key in names}
+
+    quantize_static(
+        str(fp32_dir / "model.onnx"),
+        str(target / "model_int8.onnx"),
+        Feeds(),
+        quant_format=QuantFormat.QDQ,
+        op_types_to_quantize=["MatMul"],
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        calibrate_method=CalibrationMethod.MinMax,
+        extra_options={"OpTypesToExcludeOutputQuantization": ["MatMul"]},
+    )
+    shutil.rmtree(fp32_dir)
+
+
+def _previous_static_int8(args: argparse.Namespace) -> ExtractiveSummarizer:
+    """The default engine on the previous static int8 export, in a session with every fusion on."""
+    summarizer = load_summarizer(_settings(args))
+    assert isinstance(summarizer, ExtractiveSummarizer)
+    source = minilm_path()
+    # The key the previous recipe used, so that a cache it filled is reused.
+    recipe = f"static-int8-qdq-u8s8-per-channel-minmax-calib-{calibration_digest()}"
+    config = {"model": "encoder", "backend": "onnx-int8", "recipe": recipe}
+    feeds = summarizer.encoder._calibration_feeds()
+    directory, _ = cached_export(
+        Path(args.cache_dir),
+        cache_key(hash_weights(source), config),
+        lambda tmp: _export_previous_static_int8(source, tmp, feeds),
+    )
+    summarizer.encoder._backend = _OnnxBackend(
+        directory / "model_int8.onnx", args.threads, disabled_optimizers=()
+    )
+    return summarizer
+
+
+def _encoder_alone(
+    engines: dict[str, Summarizer], docs: list[EvalDoc], args: argparse.Namespace
+) -> dict[str, float]:
+    """CPU seconds each engine's encoder takes over the exact inputs the default gives it for ``docs``.
+
+    CPU time rather than wall time: on a shared machine it moves less with the other processes' load.
+    """
+    default = engines["onnx-int8"]
+    assert isinstance(default, ExtractiveSummarizer)
+    backend = default.encoder._backend
+    calls: list[tuple[np.ndarray, np.ndarray]] = []
+
+    class Recorder:
+        def hidden(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+            calls.append((ids, mask))
+            return backend.hidden(ids, mask)
+
+    default.encoder._backend = Recorder()
+    try:
+        model_summaries(default, docs, {"max_words": args.words})
+    finally:
+        default.encoder._backend = backend
+    seconds = dict.fromkeys(engines, float("inf"))
+    for _ in range(args.rounds):
+        for name, engine in engines.items():
+            assert isinstance(engine, ExtractiveSummarizer)
+            began = time.process_time()
+            for ids, mask in calls:
+                engine.encoder._backend.hidden(ids, mask)
+            seconds[name] = min(seconds[name], time.process_time() - began)
+    return seconds
+
+
 def _precision(args: argparse.Namespace, docs: list[EvalDoc], rows: list[tuple[str, str, str, str]]) -> None:
     references = [doc.reference for doc in docs]
     words = sum(len(doc.document.split()) for doc in docs)
@@ -109,6 +213,7 @@ def _precision(args: argparse.Namespace, docs: list[EvalDoc], rows: list[tuple[s
         for backend in ("onnx-int8", "onnx-fp32", "torch-fp32")
     }
     engines["dynamic-int8 (old recipe)"] = _dynamic_int8(args)
+    engines[PREVIOUS_STATIC] = _previous_static_int8(args)
     seconds = dict.fromkeys(engines, float("inf"))
     rouge_l: dict[str, float] = {}
     # Each round times every engine in turn and the best round counts: the load of a shared
@@ -155,6 +260,27 @@ def _precision(args: argparse.Namespace, docs: list[EvalDoc], rows: list[tuple[s
             "",
         )
     )
+    rows.append(
+        (
+            f"int8 vs {PREVIOUS_STATIC} throughput",
+            f"{seconds[PREVIOUS_STATIC] / seconds['onnx-int8']:.2f}x",
+            "",
+            "",
+        )
+    )
+    alone = _encoder_alone(engines, docs, args)
+    for other in ("torch-fp32", "onnx-fp32", PREVIOUS_STATIC):
+        before = (
+            "" if other == PREVIOUS_STATIC else f" (previous: {alone[other] / alone[PREVIOUS_STATIC]:.2f}x)"
+        )
+        rows.append(
+            (
+                f"encoder alone, CPU time: int8 vs {other}{before}",
+                f"{alone[other] / alone['onnx-int8']:.2f}x",
+                "",
+                "",
+            )
+        )
 
 
 def _batching(args: argparse.Namespace, docs: list[EvalDoc], rows: list[tuple[str, str, str, str]]) -> None:

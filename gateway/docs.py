@@ -261,9 +261,9 @@ EXAMPLES: dict[tuple[str, str], tuple[Any, dict[int, Any]]] = {
                         model="all-MiniLM-L6-v2",
                         sha256="53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
                         backend="onnx-int8",
-                        quantization="static-int8-qdq-u8s8-per-channel-minmax",
+                        quantization="static-int8-qdq-u8s8-per-channel-minmax-linear-float-residual",
                         device="cpu",
-                        engine_version="condense-0.1.0/onnx-int8/static-int8-qdq-u8s8-per-channel-minmax",
+                        engine_version="condense-0.1.0/onnx-int8/static-int8-qdq-u8s8-per-channel-minmax-linear-float-residual",
                     )
                 ]
             ).model_dump(mode="json")
