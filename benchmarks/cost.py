@@ -218,6 +218,9 @@ def submit_rows(duration_s: float, rounds: int, clients: int) -> list[list[str]]
     def p50(mode: str) -> float:
         return median([r.percentile_ms(0.5) for r in results[mode]])
 
+    # Each round runs both modes back to back; the rate drifts between rounds by more than the
+    # quota could cost (rows pile up, neighbours' load), so the ratio within a round is the measure.
+    paired = [on.rate / off.rate for off, on in zip(results["off"], results["on"], strict=True)]
     refused = sum(r.statuses.get(429, 0) for r in results["on"])
     each = {mode: " / ".join(f"{r.rate:.0f}" for r in found) for mode, found in results.items()}
     return [
@@ -234,7 +237,9 @@ def submit_rows(duration_s: float, rounds: int, clients: int) -> list[list[str]]
             f"{median([r.percentile_ms(0.99) for r in results['off']]):.2f} ms",
             f"{median([r.percentile_ms(0.99) for r in results['on']]):.2f} ms",
         ],
-        ["throughput ratio on/off (target >= 0.95x)", "", f"{on_rate / off_rate:.3f}x"],
+        ["on/off within each round", "", " / ".join(f"{ratio:.2f}" for ratio in paired)],
+        ["throughput ratio on/off, median of rounds (target >= 0.95x)", "", f"{median(paired):.3f}x"],
+        ["ratio of the medians", "", f"{on_rate / off_rate:.3f}x"],
         ["p50 added by the quota (target <= 1 ms)", "", f"{p50('on') - p50('off'):+.2f} ms"],
         ["refused (429)", "", str(refused)],
     ]
@@ -529,7 +534,7 @@ def main(argv: list[str] | None = None) -> list[list[str]]:
     if "submit" in parts:
         print_table(
             "submit throughput with quotas",
-            submit_rows(duration_s=4.0 if args.quick else 10.0, rounds=2 if args.quick else 3, clients=16),
+            submit_rows(duration_s=4.0 if args.quick else 8.0, rounds=2 if args.quick else 6, clients=16),
         )
     return []
 
