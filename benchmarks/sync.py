@@ -34,6 +34,8 @@ def _gateway_load(
         "CONDENSE_GATEWAY__MICRO_BATCH__WORKERS": "2" if max_batch > 1 else "1",
         "CONDENSE_GATEWAY__MICRO_BATCH__MAX_QUEUE": "1024",
         "CONDENSE_LOGGING__LEVEL": "WARNING",
+        # The texts repeat; the result cache would answer them without the engine this measures.
+        "CONDENSE_CACHE__ENABLED": "false",
     }
     with Stack(workdir, env) as stack:
         stack.condense("gateway", "gateway", "--port", str(port))
@@ -54,6 +56,8 @@ def _single_client(workdir: Path, url: str, bodies: list[bytes], requests: int, 
         "CONDENSE_DATA_DIR": str(workdir),
         "CONDENSE_SUMMARIZER__CACHE_DIR": str(MODEL_CACHE),
         "CONDENSE_LOGGING__LEVEL": "WARNING",
+        # The texts repeat; the result cache would answer them without the engine this measures.
+        "CONDENSE_CACHE__ENABLED": "false",
     }
     with Stack(workdir, env) as stack:
         stack.condense("gateway-c1", "gateway", "--port", str(port))

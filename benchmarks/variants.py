@@ -43,6 +43,8 @@ def _gateway_load(
         "CONDENSE_SUMMARIZER__CACHE_DIR": str(MODEL_CACHE),
         "CONDENSE_GATEWAY__MICRO_BATCH__MAX_QUEUE": "1024",
         "CONDENSE_LOGGING__LEVEL": "WARNING",
+        # The texts repeat; the result cache would answer them without the engine this measures.
+        "CONDENSE_CACHE__ENABLED": "false",
         **extra,
     }
     with Stack(workdir, env) as stack:
