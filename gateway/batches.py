@@ -246,7 +246,16 @@ async def list_batches(
     return {"data": page, "next_cursor": next_cursor}
 
 
-_CSV_COLUMNS = ("custom_id", "job_id", "status", "summary", "variant", "error_code", "error_message")
+_CSV_COLUMNS = (
+    "custom_id",
+    "job_id",
+    "status",
+    "summary",
+    "variant",
+    "adapter",
+    "error_code",
+    "error_message",
+)
 # A cell that a spreadsheet would run as a formula (CWE-1236) gets a leading quote, as OWASP advises.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -259,6 +268,7 @@ def _result_json(result: BatchResult) -> str:
             "status": result.status,
             "summary": result.summary,
             "variant": result.variant,
+            "adapter": result.adapter,
             "error": (
                 {"code": result.error_code, "message": result.error_message or ""}
                 if result.error_code
@@ -317,7 +327,16 @@ async def batch_results(
             if as_csv:
                 yield _csv_rows(
                     [
-                        (r.custom_id, r.job_id, r.status, r.summary, r.variant, r.error_code, r.error_message)
+                        (
+                            r.custom_id,
+                            r.job_id,
+                            r.status,
+                            r.summary,
+                            r.variant,
+                            r.adapter,
+                            r.error_code,
+                            r.error_message,
+                        )
                         for r in results
                     ]
                 )

@@ -45,6 +45,8 @@ class BatchResult:
     error_code: str | None
     error_message: str | None
     variant: str | None = None
+    # The LoRA adapter its summary came from (params.adapter of an instruct model), else None.
+    adapter: str | None = None
     # What the document cost (None before migration 0006's usage rows existed for it).
     usage: dict[str, Any] | None = None
 
@@ -115,6 +117,7 @@ def results_page(conn: Connection, batch_id: str, *, after_id: str, limit: int) 
             _JOBS.c.error_code,
             _JOBS.c.error_message,
             _JOBS.c.variant,
+            _JOBS.c.model,
             _JOBS.c.cache_hit_of,
             _USAGE.c.input_tokens,
             _USAGE.c.output_units,
@@ -133,7 +136,8 @@ def results_page(conn: Connection, batch_id: str, *, after_id: str, limit: int) 
         if row.input_tokens is not None:
             used = Usage(row.input_tokens, row.output_units, row.chunks, row.engine_s, row.cached).as_dict()
             used["cache_hit_of"] = row.cache_hit_of
-        found.append(BatchResult(*row[:7], usage=used))
+        adapter = row.model.get("adapter") if isinstance(row.model, dict) else None
+        found.append(BatchResult(*row[:7], adapter=adapter, usage=used))
     return found
 
 

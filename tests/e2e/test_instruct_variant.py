@@ -110,6 +110,8 @@ def test_an_instruct_variant_with_an_adapter_runs_through_the_api_and_a_batch_up
 
 def _result_ids(run: Pipeline, batch_id: str) -> list[str]:
     lines = [json.loads(line) for line in run.client.get(f"/v1/batches/{batch_id}/results").text.splitlines()]
-    assert {(line["status"], line["variant"]) for line in lines} == {("succeeded", "llm")}
+    assert {(line["status"], line["variant"], line["adapter"]) for line in lines} == {
+        ("succeeded", "llm", "legal")
+    }
     assert all(line["summary"] for line in lines)
     return [line["job_id"] for line in lines]

@@ -73,13 +73,23 @@ def test_batch_results_as_csv_match_the_jsonl_rows(client: TestClient) -> None:
     assert f'filename="batch-{batch_id}.csv"' in response.headers["content-disposition"]
     assert response.content.startswith("\ufeff".encode())
     rows = list(csv.reader(io.StringIO(response.content.decode("utf-8-sig"))))
-    assert rows[0] == ["custom_id", "job_id", "status", "summary", "variant", "error_code", "error_message"]
+    assert rows[0] == [
+        "custom_id",
+        "job_id",
+        "status",
+        "summary",
+        "variant",
+        "adapter",
+        "error_code",
+        "error_message",
+    ]
     assert len(rows) == 1 + len(jsonl)
     for row, line in zip(rows[1:], jsonl, strict=True):
         # A value a spreadsheet would evaluate is defused with a leading quote.
         expected_id = "'" + line["custom_id"] if line["custom_id"].startswith("=") else line["custom_id"]
         assert row[:3] == [expected_id, line["job_id"], line["status"]]
         assert row[3] == (line["summary"] or "")
+        assert row[4:6] == [line["variant"] or "", line["adapter"] or ""]
     assert sorted(row[0] for row in rows[1:]) == sorted(["a.txt", "'=cmd.txt", 'ünï, "quoted".txt'])
 
 
