@@ -18,6 +18,7 @@ from common.metrics import ENGINE_TOKENS_PER_SECOND, INFERENCE_SECONDS
 from gateway.auth import Authenticator, is_loopback_host
 from gateway.batches import router as batches_router
 from gateway.bodylimit import BodyLimitMiddleware
+from gateway.cache_lookups import CacheLookups
 from gateway.console import mount_console
 from gateway.docs import install_docs
 from gateway.endpoint_cache import EndpointCache
@@ -176,6 +177,7 @@ def create_app(settings: Settings, *, summarizer_factory: SummarizerFactory | No
             pii_modes=PiiModeCache(engine),
         )
         state.quotas = QuotaGuard(engine)
+        state.cache_lookups = CacheLookups(engine, ttl_s=settings.cache.ttl_s)
         if settings.cache.enabled and settings.cache.backend == "redis":
             # Connects on first use: a Redis that is away costs lookups nothing but a fallback.
             state.cache_front = AsyncRedisCacheFront.from_settings(settings.cache)

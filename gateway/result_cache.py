@@ -51,16 +51,20 @@ async def lookup(
         entry = await front.get(scope, key)
         if entry is not None:
             return Hit(entry, 1.0)
-    hit = await state.read(
-        cache.find,
-        scope=scope,
-        text=text,
-        params=params,
-        model=model,
-        near_duplicates=options.near_duplicates,
-        rules=rules,
-        key=key,
-    )
+    if state.cache_lookups is not None and not options.near_duplicates:
+        entry = await state.cache_lookups.get(key)
+        hit = Hit(entry, 1.0) if entry is not None else None
+    else:
+        hit = await state.read(
+            cache.find,
+            scope=scope,
+            text=text,
+            params=params,
+            model=model,
+            near_duplicates=options.near_duplicates,
+            rules=rules,
+            key=key,
+        )
     if hit is not None and front is not None:
         # The next request for this text is answered without the database.
         await front.put([hit.entry])

@@ -11,6 +11,7 @@ from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.auth import Authenticator
+from gateway.cache_lookups import CacheLookups
 from gateway.endpoint_cache import EndpointCache
 from gateway.errors import UnavailableError, UnknownModelError
 from gateway.microbatch import MicroBatcher
@@ -94,6 +95,8 @@ class GatewayState:
     quotas: QuotaGuard | None = None
     # The result cache's Redis front (cache.backend: redis); None: the database alone.
     cache_front: AsyncRedisCacheFront | None = None
+    # Exact cache lookups of concurrent submits, one query for many; None: a query each.
+    cache_lookups: CacheLookups | None = None
 
     @property
     def model_status(self) -> str:
