@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from summarizer import Summarizer, SummarizerError, SummaryResult, load_summarizer
-from summarizer.encoder import _OnnxBackend, calibration_digest
+from summarizer.encoder import _OnnxBackend, calibration_digest, quantize_qdq
 from summarizer.evaluation import (
     SHIPPED_SETS,
     EvalDoc,
@@ -111,44 +111,13 @@ PREVIOUS_STATIC = "static int8 (previous recipe)"
 def _export_previous_static_int8(source: Path, target: Path, feeds: Sequence[dict[str, np.ndarray]]) -> None:
     """The static int8 recipe the default used until 2026-11-30: every MatMul quantized, the
     activations' readers all taking the dequantized copy."""
-    import onnx
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
     from optimum.onnxruntime import ORTModelForFeatureExtraction
 
     fp32_dir = target / "fp32"
     ORTModelForFeatureExtraction.from_pretrained(source, export=True, local_files_only=True).save_pretrained(
         fp32_dir
     )
-    names = {
-        item.name for item in onnx.load(str(fp32_dir / "model.onnx"), load_external_data=False).graph.input
-    }
-
-    class Feeds(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.rest = iter(feeds)
-
-        def get_next(self) -> dict[str, np.ndarray] | None:
-            feed = next(self.rest, None)
-            return None if feed is None else {key: value for key, value in feed.items() if key in names}
-
-    quantize_static(
-        str(fp32_dir / "model.onnx"),
-        str(target / "model_int8.onnx"),
-        Feeds(),
-        quant_format=QuantFormat.QDQ,
-        op_types_to_quantize=["MatMul"],
-        per_channel=True,
-        activation_type=QuantType.QUInt8,
-        weight_type=QuantType.QInt8,
-        calibrate_method=CalibrationMethod.MinMax,
-        extra_options={"OpTypesToExcludeOutputQuantization": ["MatMul"]},
-    )
+    quantize_qdq(fp32_dir / "model.onnx", target / "model_int8.onnx", feeds)
     shutil.rmtree(fp32_dir)
 
 

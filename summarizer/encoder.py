@@ -124,6 +124,28 @@ def calibration_digest(path: Path = CALIBRATION_FILE) -> str:
 def _quantize_static(fp32_file: Path, target_file: Path, feeds: Sequence[dict[str, np.ndarray]]) -> None:
     """Int8 weights and int8 activations whose ranges come from running ``feeds`` through the fp32 model."""
     import onnx
+
+    graph = onnx.load(str(fp32_file), load_external_data=False).graph
+    constants = {item.name for item in graph.initializer} | {
+        output for node in graph.node if node.op_type == "Constant" for output in node.output
+    }
+    linear = [node.name for node in graph.node if node.op_type == "MatMul" and node.input[1] in constants]
+    if not linear:
+        raise SummarizerConfigError(f"{fp32_file} has no MatMul with a constant weight to quantize")
+    quantize_qdq(fp32_file, target_file, feeds, nodes=linear)
+    _float_residual(target_file, quantized=set(linear))
+
+
+def quantize_qdq(
+    fp32_file: Path,
+    target_file: Path,
+    feeds: Sequence[dict[str, np.ndarray]],
+    *,
+    nodes: Sequence[str] | None = None,
+) -> None:
+    """The static QDQ quantization of MatMuls both int8 recipes share: ``nodes`` names the MatMuls
+    to quantize (None: every MatMul, as the recipe before 2026-11-30 did)."""
+    import onnx
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -132,14 +154,7 @@ def _quantize_static(fp32_file: Path, target_file: Path, feeds: Sequence[dict[st
         quantize_static,
     )
 
-    graph = onnx.load(str(fp32_file), load_external_data=False).graph
-    names = {item.name for item in graph.input}
-    constants = {item.name for item in graph.initializer} | {
-        output for node in graph.node if node.op_type == "Constant" for output in node.output
-    }
-    linear = [node.name for node in graph.node if node.op_type == "MatMul" and node.input[1] in constants]
-    if not linear:
-        raise SummarizerConfigError(f"{fp32_file} has no MatMul with a constant weight to quantize")
+    names = {item.name for item in onnx.load(str(fp32_file), load_external_data=False).graph.input}
 
     class Feeds(CalibrationDataReader):
         def __init__(self) -> None:
@@ -155,7 +170,7 @@ def _quantize_static(fp32_file: Path, target_file: Path, feeds: Sequence[dict[st
         Feeds(),
         quant_format=QuantFormat.QDQ,
         op_types_to_quantize=["MatMul"],
-        nodes_to_quantize=linear,
+        nodes_to_quantize=list(nodes) if nodes is not None else None,
         per_channel=True,
         activation_type=QuantType.QUInt8,
         weight_type=QuantType.QInt8,
@@ -164,7 +179,6 @@ def _quantize_static(fp32_file: Path, target_file: Path, feeds: Sequence[dict[st
         # time that count is reached instead of folding them into the ranges first.
         extra_options={"OpTypesToExcludeOutputQuantization": ["MatMul"]},
     )
-    _float_residual(target_file, quantized=set(linear))
 
 
 def _float_residual(model_file: Path, *, quantized: set[str]) -> None:
