@@ -105,12 +105,10 @@ def _join_in_flight(consumer: KafkaConsumer) -> bool:
     return task is not None and not bool(getattr(task, "is_done", True))
 
 
-def finish_join(consumer: KafkaConsumer, timeout_s: float) -> bool:
-    """Wait up to ``timeout_s`` for a group join in flight; True when none is left in flight."""
-    if not _join_in_flight(consumer):
-        return True
-    consumer._coordinator.ensure_active_group(timeout_ms=int(timeout_s * 1000))
-    return not _join_in_flight(consumer)
+def finish_join(consumer: KafkaConsumer, timeout_s: float) -> None:
+    """Wait up to ``timeout_s`` for a group join in flight, if there is one."""
+    if _join_in_flight(consumer):
+        consumer._coordinator.ensure_active_group(timeout_ms=int(timeout_s * 1000))
 
 
 def in_group(consumer: KafkaConsumer) -> bool:
