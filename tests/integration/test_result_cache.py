@@ -3,15 +3,12 @@ and the worker's reuse of cached and duplicate documents."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import Any
 
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, insert, select
 
-from gateway.app import create_app
 from gateway.auth import create_key
 from schema.db import make_engine
 from schema.models import (
@@ -27,7 +24,7 @@ from summarizer import SummaryParams
 from summarizer.testing import FakeSummarizer
 from summarizer.types import ModelInfo
 from tests.builders import job_values
-from tests.fixtures.gateway import assert_error, make_settings
+from tests.fixtures.gateway import assert_error, make_settings, running_gateway
 from tests.fixtures.near_duplicates import Pair, pairs
 from workers.execution import JobExecutor
 from workers.retry import RetryPolicy
@@ -54,16 +51,10 @@ class RetrainedSummarizer(FakeSummarizer):
         )
 
 
-@contextmanager
-def gateway(url: str, summarizer: FakeSummarizer | None = None, **env: str) -> Iterator[TestClient]:
-    fake = summarizer or FakeSummarizer()
-    app = create_app(make_settings(url, **env), summarizer_factory=lambda _settings: fake)
-    with TestClient(app) as client:
-        deadline = time.monotonic() + 10
-        while client.get("/readyz").status_code != 200:
-            assert time.monotonic() < deadline, "the gateway never became ready"
-            time.sleep(0.02)
-        yield client
+def gateway(
+    url: str, summarizer: FakeSummarizer | None = None, **env: str
+) -> AbstractContextManager[TestClient]:
+    return running_gateway(make_settings(url, **env), summarizer)
 
 
 def count(url: str, model: Any, *where: Any) -> int:

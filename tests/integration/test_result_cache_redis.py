@@ -3,9 +3,7 @@ the size bound, both TTLs, purge, and a Redis that is away (the database answers
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,7 +13,6 @@ from prometheus_client import REGISTRY
 from sqlalchemy import Engine, delete, insert, select
 
 from condense.stack import free_port
-from gateway.app import create_app
 from gateway.auth import create_key
 from schema.db import make_engine
 from schema.models import jobs_table, result_cache_table
@@ -26,7 +23,7 @@ from schema.store.cache_front import RedisCacheFront
 from schema.store.errors import CacheFrontUnavailableError
 from summarizer.testing import FakeSummarizer
 from tests.builders import job_values
-from tests.fixtures.gateway import assert_error, make_settings
+from tests.fixtures.gateway import assert_error, make_settings, running_gateway
 from tests.fixtures.redis_server import RedisFront
 from workers.execution import JobExecutor
 from workers.retry import RetryPolicy
@@ -155,16 +152,8 @@ def test_a_redis_that_is_away_costs_a_fallback_not_an_error(redis_front: RedisFr
 # -- the gateway ------------------------------------------------------------------------------------
 
 
-@contextmanager
-def gateway(url: str, **env: str) -> Iterator[TestClient]:
-    fake = FakeSummarizer()
-    app = create_app(make_settings(url, **env), summarizer_factory=lambda _settings: fake)
-    with TestClient(app) as client:
-        deadline = time.monotonic() + 10
-        while client.get("/readyz").status_code != 200:
-            assert time.monotonic() < deadline, "the gateway never became ready"
-            time.sleep(0.02)
-        yield client
+def gateway(url: str, **env: str) -> AbstractContextManager[TestClient]:
+    return running_gateway(make_settings(url, **env))
 
 
 def forget_database_entries(url: str) -> None:
